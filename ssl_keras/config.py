@@ -1,0 +1,295 @@
+"""Every knob of a run, as frozen dataclasses, and the named presets.
+
+No TensorFlow here: the config is resolved and checked before anything heavy is
+imported. A run resolves its config as preset -> optional JSON file -> flags,
+and writes the result to `<run_dir>/config.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+
+FREEZE_CHOICES = ("all", "none")
+POOLING_CHOICES = ("flatten", "avg")
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+def _check(cond, msg):
+    if not cond:
+        raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the photos come from and how they are split.
+
+    `data_dir=None` reads the TFDS data set `tfds_name` (downloaded on first use).
+    """
+
+    data_dir: str | None = None
+    tfds_name: str = "stanford_dogs"
+    classes: tuple[str, ...] = ()
+    num_classes: int = 10
+    labels_per_class: int = 57
+    val_per_class: int = 20
+    test_fraction: float = 0.2
+    max_test_per_class: int = 0  # 0: every test photo
+    max_unlabelled: int = 0  # 0: the whole unlabelled pool
+    image_size: int = 64
+    batch_size: int = 64
+
+    def __post_init__(self):
+        object.__setattr__(self, "classes", tuple(self.classes))
+        _check(self.num_classes >= 2, f"`num_classes` must be >= 2. Received: {self.num_classes}")
+        _check(
+            not self.classes or len(self.classes) >= 2,
+            f"`classes` must name at least 2 classes. Received: {list(self.classes)}",
+        )
+        _check(
+            self.labels_per_class >= 1,
+            f"`labels_per_class` must be >= 1. Received: {self.labels_per_class}",
+        )
+        _check(self.val_per_class >= 1, f"`val_per_class` must be >= 1. Received: {self.val_per_class}")
+        _check(
+            0.0 < self.test_fraction < 1.0,
+            f"`test_fraction` must be in (0, 1). Received: {self.test_fraction}",
+        )
+        _check(self.max_test_per_class >= 0, f"`max_test_per_class` must be >= 0. Received: {self.max_test_per_class}")
+        _check(self.max_unlabelled >= 0, f"`max_unlabelled` must be >= 0. Received: {self.max_unlabelled}")
+        _check(16 <= self.image_size <= 512, f"`image_size` must be in [16, 512]. Received: {self.image_size}")
+        _check(self.batch_size >= 1, f"`batch_size` must be >= 1. Received: {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The backbone (conv -> BN -> ReLU blocks, each ending in a 2x2 max-pool) and the heads."""
+
+    filters: tuple[int, ...] = (16, 32, 64, 128)
+    convs_per_block: int = 1
+    pooling: str = "avg"
+    dense_units: int = 128
+    dropout: float = 0.5
+
+    def __post_init__(self):
+        object.__setattr__(self, "filters", tuple(self.filters))
+        _check(
+            len(self.filters) >= 1 and all(f >= 1 for f in self.filters),
+            f"`filters` must be a non-empty list of positive ints. Received: {list(self.filters)}",
+        )
+        _check(self.convs_per_block >= 1, f"`convs_per_block` must be >= 1. Received: {self.convs_per_block}")
+        _check(
+            self.pooling in POOLING_CHOICES,
+            f"`pooling` must be one of {POOLING_CHOICES}. Received: {self.pooling!r}",
+        )
+        _check(self.dense_units >= 1, f"`dense_units` must be >= 1. Received: {self.dense_units}")
+        _check(0.0 <= self.dropout < 1.0, f"`dropout` must be in [0, 1). Received: {self.dropout}")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """How one training stage fits: epochs, optimiser, early stopping, augmentation."""
+
+    epochs: int = 30
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 0  # 0: no early stopping
+    augment: bool = True
+    flip: bool = True
+    translate: float = 0.1
+    zoom: float = 0.1
+
+    def __post_init__(self):
+        _check(self.epochs >= 1, f"`epochs` must be >= 1. Received: {self.epochs}")
+        _check(self.learning_rate > 0, f"`learning_rate` must be > 0. Received: {self.learning_rate}")
+        _check(self.weight_decay >= 0, f"`weight_decay` must be >= 0. Received: {self.weight_decay}")
+        _check(self.patience >= 0, f"`patience` must be >= 0. Received: {self.patience}")
+        _check(0.0 <= self.translate < 1.0, f"`translate` must be in [0, 1). Received: {self.translate}")
+        _check(0.0 <= self.zoom < 1.0, f"`zoom` must be in [0, 1). Received: {self.zoom}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """One resolved run. `freeze` is "all", "none" or the number of leading blocks to freeze."""
+
+    preset: str = "default"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    baseline: StageConfig = field(default_factory=StageConfig)
+    pretext: StageConfig = field(default_factory=lambda: StageConfig(epochs=10, patience=0))
+    finetune: StageConfig = field(default_factory=StageConfig)
+    freeze: str = "none"
+    also_frozen: bool = True  # the default run also trains an all-frozen classifier, for comparison
+    mixed_precision: bool = False
+    strategy: str = "default"
+    top_k: int = 5
+
+    def __post_init__(self):
+        _check(
+            self.freeze in FREEZE_CHOICES or (self.freeze.isdigit() and int(self.freeze) >= 1),
+            f"`freeze` must be 'all', 'none' or a number of blocks >= 1. Received: {self.freeze!r}",
+        )
+        if self.freeze.isdigit():
+            _check(
+                int(self.freeze) <= len(self.model.filters),
+                f"`freeze` must be at most the number of blocks ({len(self.model.filters)}). "
+                f"Received: {self.freeze}",
+            )
+        _check(self.strategy in STRATEGIES, f"`strategy` must be one of {STRATEGIES}. Received: {self.strategy!r}")
+        _check(self.top_k >= 1, f"`top_k` must be >= 1. Received: {self.top_k}")
+
+
+def quick() -> Config:
+    """A CPU run of a few minutes that still shows the effect.
+
+    `python -m ssl_keras.run --preset quick --data-dir ../shared/data/dogs`
+    Time and accuracy: see the README's results table (measured, with the machine).
+    """
+    return Config(
+        preset="quick",
+        data=DataConfig(image_size=48, max_unlabelled=4000, max_test_per_class=100),
+        model=ModelConfig(filters=(16, 32, 64, 128)),
+        baseline=StageConfig(epochs=30, patience=10),
+        pretext=StageConfig(epochs=4, translate=0.0, zoom=0.0),
+        finetune=StageConfig(epochs=30, patience=10),
+        freeze="none",
+    )
+
+
+def default() -> Config:
+    """The article's sizes: ~570 labels, ~10k unlabelled photos (~40k rotation samples an epoch).
+
+    `python -m ssl_keras.run --data-dir ../shared/data/dogs`
+    Time and accuracy: see the README's results table (measured, with the machine).
+    """
+    return Config(
+        preset="default",
+        data=DataConfig(image_size=64, max_unlabelled=10000),
+        baseline=StageConfig(epochs=60, patience=20),
+        pretext=StageConfig(epochs=12, translate=0.0, zoom=0.0),
+        finetune=StageConfig(epochs=60, patience=20),
+    )
+
+
+def full() -> Config:
+    """For a GPU: 128 px, a deeper backbone, the whole unlabelled pool.
+
+    `python -m ssl_keras.run --preset full --data-dir ../shared/data/dogs --mixed-precision`
+    Not yet measured on a GPU (see BENCHMARKS.md).
+    """
+    return Config(
+        preset="full",
+        data=DataConfig(image_size=128, batch_size=128),
+        model=ModelConfig(filters=(32, 64, 128, 256, 256), convs_per_block=2),
+        baseline=StageConfig(epochs=100, patience=30),
+        pretext=StageConfig(epochs=40, translate=0.0, zoom=0.0),
+        finetune=StageConfig(epochs=100, patience=30),
+    )
+
+
+def tiny() -> Config:
+    """The end-to-end test's preset: seconds on a CPU, checks plumbing, not accuracy.
+
+    `python -m ssl_keras.run --preset tiny --data-dir ../shared/data/dogs`
+    """
+    return Config(
+        preset="tiny",
+        data=DataConfig(
+            image_size=32, num_classes=3, labels_per_class=8, val_per_class=4,
+            max_unlabelled=64, max_test_per_class=8, batch_size=16,
+        ),
+        model=ModelConfig(filters=(8, 16), dense_units=16),
+        baseline=StageConfig(epochs=2),
+        pretext=StageConfig(epochs=2, translate=0.0, zoom=0.0),
+        finetune=StageConfig(epochs=2),
+    )
+
+
+PRESETS = {"quick": quick, "default": default, "full": full, "tiny": tiny}
+
+
+def preset(name: str) -> Config:
+    """Returns the named preset.
+
+    Raises:
+        ValueError: for an unknown name.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}. Expected one of {sorted(PRESETS)}.")
+    return PRESETS[name]()
+
+
+def to_dict(cfg: Config) -> dict:
+    """A JSON-ready dict of the config (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def _coerce(value, tp, where):
+    """Checks `value` against the annotation `tp` and converts lists to tuples."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ValueError(f"`{where}` must be a mapping. Received: {value!r}")
+        return _build(tp, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"`{where}` must be a list. Received: {value!r}")
+        return tuple(_coerce(v, args[0], where) for v in value)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is str and isinstance(value, int) and not isinstance(value, bool) and where.endswith("freeze"):
+        return str(value)
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ValueError(f"`{where}` must be of type {tp.__name__}. Received: {value!r}")
+    return value
+
+
+def _build(cls, values: dict, where: str = ""):
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise ValueError(
+            f"Unknown config key(s) {', '.join(where + k for k in unknown)}. Expected one of {sorted(hints)}."
+        )
+    return cls(**{k: _coerce(v, hints[k], where + k) for k, v in values.items()})
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def override(cfg: Config, values: dict) -> Config:
+    """Returns `cfg` with the (nested) `values` applied; unknown keys and wrong types raise ValueError."""
+    return _build(Config, _merge(to_dict(cfg), values))
+
+
+def parse_assignment(text: str) -> dict:
+    """Turns `"finetune.epochs=5"` into `{"finetune": {"epochs": 5}}` (the value is parsed as JSON when it can be)."""
+    if "=" not in text:
+        raise ValueError(f"`--set` expects KEY=VALUE, e.g. finetune.epochs=5. Received: {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    out: dict = value
+    for part in reversed(key.strip().split(".")):
+        out = {part: out}
+    return out
+
+
+def from_dict(values: dict) -> Config:
+    """Builds a Config from a dict such as `config.json` holds."""
+    return _build(Config, values)

@@ -1,0 +1,37 @@
+"""Test metrics as plain data: accuracy, per-class accuracy, confusion matrix, top-k."""
+
+import numpy as np
+
+
+def predict_dataset(model, dataset):
+    """(probabilities (N, C), true labels (N,)) over a batched data set of (pixels, labels)."""
+    probs, labels = [], []
+    for x, y in dataset:
+        probs.append(np.asarray(model(x, training=False)))
+        labels.append(np.asarray(y))
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+def metrics(probs, labels, class_names) -> dict:
+    """Accuracy, top-3 accuracy, per-class accuracy and the confusion matrix (rows: true, columns: predicted)."""
+    probs, labels = np.asarray(probs), np.asarray(labels).astype(int)
+    pred = probs.argmax(axis=1)
+    n = len(class_names)
+    confusion = np.zeros((n, n), dtype=int)
+    np.add.at(confusion, (labels, pred), 1)
+    per_class = {c: float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None
+                 for i, c in enumerate(class_names)}
+    top3 = np.argsort(-probs, axis=1)[:, :3]
+    return {
+        "n": int(len(labels)),
+        "accuracy": float((pred == labels).mean()),
+        "top3_accuracy": float((top3 == labels[:, None]).any(axis=1).mean()),
+        "per_class_accuracy": per_class,
+        "confusion": confusion.tolist(),
+    }
+
+
+def top_k(probs_row, class_names, k=5) -> list[tuple[str, float]]:
+    """The k most probable classes of one prediction, best first."""
+    order = np.argsort(-np.asarray(probs_row))[:k]
+    return [(class_names[i], float(probs_row[i])) for i in order]

@@ -1,0 +1,109 @@
+"""Matplotlib figures from plain data to PNG files (Agg backend, object API, never `plt.show()`)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def _save(fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def history(hist: dict, title: str, path: str):
+    """Loss and accuracy per epoch, train against validation (the article's Figures 2, 5, 7)."""
+    fig = Figure(figsize=(10, 4))
+    for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy")):
+        epochs = range(1, len(hist.get(metric, [])) + 1)
+        ax.plot(epochs, hist.get(metric, []), "o-", label="train")
+        ax.plot(epochs, hist.get(f"val_{metric}", []), "s-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{title}: {metric}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, path)
+
+
+def rotations(images, labels, angles, path: str):
+    """One photo and its four rotations with their labels (the article's Figure 3)."""
+    fig = Figure(figsize=(2.6 * len(images), 3))
+    for ax, img, y in zip(fig.subplots(1, len(images)), images, labels):
+        ax.imshow(img.astype("uint8"))
+        ax.set_title(f"label {int(y)}: {angles[int(y)]}°")
+        ax.axis("off")
+    return _save(fig, path)
+
+
+def comparison(results: dict, path: str, title="Test accuracy"):
+    """Bars of test accuracy per method; `results` maps name -> (mean, std) or a float."""
+    names = list(results)
+    means = [results[n][0] if isinstance(results[n], (tuple, list)) else results[n] for n in names]
+    stds = [results[n][1] if isinstance(results[n], (tuple, list)) else 0.0 for n in names]
+    fig = Figure(figsize=(1.8 + 1.6 * len(names), 4))
+    ax = fig.subplots()
+    bars = ax.bar(names, [100 * m for m in means], yerr=[100 * s for s in stds], capsize=6,
+                  color=["#999999", "#6baed6", "#2171b5", "#08519c"][: len(names)])
+    for bar, m in zip(bars, means):
+        ax.annotate(f"{100 * m:.1f}%", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", xytext=(0, 3), textcoords="offset points")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.set_ylim(0, max(100 * m for m in means) * 1.3 + 1)
+    return _save(fig, path)
+
+
+def confusion(matrix, class_names, path: str, title="Confusion matrix (test)"):
+    """Counts of true (rows) against predicted (columns) classes."""
+    n = len(class_names)
+    fig = Figure(figsize=(1.5 + 0.6 * n, 1.2 + 0.55 * n))
+    ax = fig.subplots()
+    im = ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(n), class_names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), class_names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    top = max(max(row) for row in matrix) or 1
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(matrix[i][j]), ha="center", va="center", fontsize=7,
+                    color="white" if matrix[i][j] > top / 2 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return _save(fig, path)
+
+
+def prediction(image, top: list, path: str, title=""):
+    """One photo beside its top-k breeds and their probabilities (the article's Figure 8)."""
+    fig = Figure(figsize=(9, 3.6))
+    ax_img, ax_bar = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
+    ax_img.imshow(image.astype("uint8"))
+    ax_img.axis("off")
+    ax_img.set_title(title, fontsize=9)
+    names = [n for n, _ in top][::-1]
+    probs = [100 * p for _, p in top][::-1]
+    ax_bar.barh(names, probs, color="#2171b5")
+    for y, p in enumerate(probs):
+        ax_bar.text(p + 1, y, f"{p:.1f}%", va="center", fontsize=8)
+    ax_bar.set_xlim(0, 115)
+    ax_bar.set_xlabel("probability (%)")
+    return _save(fig, path)
+
+
+def curves(x, series: dict, path: str, xlabel: str, ylabel: str, title: str, logx=True):
+    """Lines of mean +/- std over x; `series` maps name -> (means, stds)."""
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    for name, (means, stds) in series.items():
+        ax.errorbar(x, [100 * m for m in means], yerr=[100 * s for s in stds], marker="o", capsize=4, label=name)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xticks(x, [str(v) for v in x])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
