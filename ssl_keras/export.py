@@ -168,6 +168,9 @@ def export_tfjs(version_dir: str, output_dir: str, metadata: dict, float16: bool
     Returns:
         `output_dir`.
     """
+    # tensorflowjs imports tensorflow_decision_forests, whose welcome banner imports IPython
+    # whenever stdout is not a terminal (pytest, pipes); without IPython that import fails.
+    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
     from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs_conversion
 
     loaded = tf.saved_model.load(version_dir)

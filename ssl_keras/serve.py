@@ -37,6 +37,7 @@ from starlette.routing import Route
 DEFAULT_SIGNATURE = "serving_default"
 MAX_BODY_BYTES = 32 * 2**20
 MAX_PIXELS = 50_000_000
+DRAIN_FACTOR = 4
 PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
                   r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z]+))?$")
 log = logging.getLogger("ssl_keras.serve")
@@ -278,15 +279,21 @@ def metadata(name: str, servable: Servable) -> dict:
 
 async def read_json(request: Request, max_bytes: int) -> dict:
     """The request body as a JSON object; 413 past `max_bytes`, 400 when it is not a JSON object."""
+    # A body a little over the limit is read and dropped, so that a client still sending it can read
+    # the 413; a far bigger one is refused at once and the connection closed.
+    drain = DRAIN_FACTOR * max_bytes
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
+    if declared and declared.isdigit() and int(declared) > drain:
         raise RequestError(413, f"Request body is {declared} bytes; the limit is {max_bytes} bytes.")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > max_bytes:
-            raise RequestError(413, f"Request body is over the limit of {max_bytes} bytes.")
-        chunks.append(chunk)
+        if size <= max_bytes:
+            chunks.append(chunk)
+        elif size > drain:
+            break
+    if size > max_bytes:
+        raise RequestError(413, f"Request body is over the limit of {max_bytes} bytes.")
     try:
         body = json.loads(b"".join(chunks))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
