@@ -234,7 +234,7 @@ def _coerce(value, tp, where):
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ValueError(f"`{where}` must be a mapping. Received: {value!r}")
-        return _build(tp, value, where)
+        return _build(tp, value, where + ".")
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"`{where}` must be a list. Received: {value!r}")

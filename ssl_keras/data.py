@@ -101,9 +101,11 @@ class TfdsSource:
         self.description = f"TFDS {name}"
 
     def _split(self, split):
-        return self.builder.as_dataset(
-            split=split, shuffle_files=False, decoders={"image": self._tfds.decode.SkipDecoding()}
-        )
+        # Only `image` (kept encoded) and `label` are read: the other features (e.g. stanford_dogs'
+        # bounding boxes) are neither parsed nor, under `tfds.testing.mock_data`, faked.
+        decode = self._tfds.decode
+        decoders = decode.PartialDecoding({"image": True, "label": True}, decoders={"image": decode.SkipDecoding()})
+        return self.builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
 
     def records(self) -> list[Record]:
         out = []

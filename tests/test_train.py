@@ -1,0 +1,117 @@
+"""train.py: atomic saves, what `fit` leaves in a stage directory, and resuming an interrupted fit."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ssl_keras import models, train
+from ssl_keras.config import ModelConfig, StageConfig
+
+SIZE = 16
+CFG = ModelConfig(filters=(4, 8), dense_units=8, dropout=0.0)
+STEPS = 2  # batches an epoch
+
+
+def _model():
+    return models.build_classifier(CFG, SIZE, 3)
+
+
+def _pixels(n, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, SIZE, SIZE, 3)).astype("float32")
+
+
+@pytest.fixture
+def datasets():
+    x, y = _pixels(8 * STEPS), np.arange(8 * STEPS) % 3
+    train_ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    val_ds = tf.data.Dataset.from_tensor_slices((_pixels(6, seed=1), np.arange(6) % 3)).batch(6)
+    return train_ds, val_ds
+
+
+def test_save_atomic_round_trip_and_no_tmp_file(tmp_path):
+    model, path = _model(), str(tmp_path / "m.keras")
+    train.save_atomic(model, path)
+    assert os.listdir(tmp_path) == ["m.keras"]
+    x = _pixels(2)
+    np.testing.assert_allclose(np.asarray(keras.models.load_model(path)(x)), np.asarray(model(x)), rtol=1e-6)
+
+
+def test_crash_during_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    good, path = _model(), str(tmp_path / "best.keras")
+    train.save_atomic(good, path)
+    x = _pixels(2)
+    expected = np.asarray(good(x))
+
+    newer = _model()
+
+    def crashing_save(filepath, *args, **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(b"PK\x03\x04 half a zip")  # the start of a .keras file, then the disk fills up
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(newer, "save", crashing_save)
+    with pytest.raises(OSError, match="No space left"):
+        train.save_atomic(newer, path)
+    np.testing.assert_allclose(np.asarray(keras.models.load_model(path)(x)), expected, rtol=1e-6)
+
+
+def test_fit_writes_history_best_and_final(tmp_path, datasets):
+    train_ds, val_ds = datasets
+    model, stage_dir = _model(), str(tmp_path / "baseline")
+    hist = train.fit(model, train_ds, val_ds, StageConfig(epochs=3), stage_dir, steps_per_epoch=STEPS, verbose=0)
+
+    assert sorted(os.listdir(stage_dir)) == ["best.keras", "final.keras", "history.csv"]  # backup/ is gone
+    assert hist == train.read_history(os.path.join(stage_dir, "history.csv"))
+    assert hist["epoch"] == [0.0, 1.0, 2.0]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(hist)
+    # final.keras is the model as it ended; best.keras scores the best validation accuracy of the history.
+    x = _pixels(3, seed=5)
+    final = keras.models.load_model(os.path.join(stage_dir, "final.keras"))
+    np.testing.assert_allclose(np.asarray(final(x)), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+    best = keras.models.load_model(os.path.join(stage_dir, "best.keras"))
+    best.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    assert best.evaluate(val_ds, verbose=0, return_dict=True)["accuracy"] == pytest.approx(max(hist["val_accuracy"]))
+
+    # A second fit without `resume` starts the stage again.
+    hist = train.fit(_model(), train_ds, val_ds, StageConfig(epochs=1), stage_dir, steps_per_epoch=STEPS, verbose=0)
+    assert hist["epoch"] == [0.0]
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Ctrl-C at the start of epoch `at` (0-based), after the epochs before it have finished."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_fit_resumes_from_the_next_epoch(tmp_path, datasets, monkeypatch):
+    train_ds, val_ds = datasets
+    stage, stage_dir = StageConfig(epochs=4), str(tmp_path / "finetune")
+
+    first = _model()
+    fit = first.fit
+    monkeypatch.setattr(first, "fit",
+                        lambda *a, callbacks=(), **k: fit(*a, callbacks=[*callbacks, _Interrupt(2)], **k))
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(first, train_ds, val_ds, stage, stage_dir, steps_per_epoch=STEPS, verbose=0)
+    assert train.read_history(os.path.join(stage_dir, "history.csv"))["epoch"] == [0.0, 1.0]
+    assert os.path.isdir(os.path.join(stage_dir, "backup"))
+    assert not os.path.exists(os.path.join(stage_dir, "final.keras"))
+
+    # A new process: a fresh model, the same stage directory.
+    second = _model()
+    hist = train.fit(second, train_ds, val_ds, stage, stage_dir, steps_per_epoch=STEPS, resume=True, verbose=0)
+    assert hist["epoch"] == [0.0, 1.0, 2.0, 3.0]  # 4 rows, not 2 + 4
+    assert int(second.optimizer.iterations) == 4 * STEPS  # weights and optimizer state came back from the backup
+    assert sorted(os.listdir(stage_dir)) == ["best.keras", "final.keras", "history.csv"]
+    best = keras.models.load_model(os.path.join(stage_dir, "best.keras"))  # the best of all 4 epochs
+    best.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    assert best.evaluate(val_ds, verbose=0, return_dict=True)["accuracy"] == pytest.approx(max(hist["val_accuracy"]))
