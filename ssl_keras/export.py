@@ -34,6 +34,7 @@ BYTES_INPUT = "image_bytes"
 PIXELS_INPUT = "pixels"
 OUTPUTS = ("probabilities", "top_k_classes", "top_k_probabilities")
 WEB_FILES = ("index.html", "app.js", "style.css")
+FLOAT16_MIN_VALUES = 16
 WEB_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
 NODE_PREDICT = os.path.join(WEB_SOURCE, "predict_node.mjs")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -163,7 +164,8 @@ def export_tfjs(version_dir: str, output_dir: str, metadata: dict, float16: bool
         version_dir: a folder written by `export_saved_model`.
         output_dir: replaced by `model.json` and its weight shards.
         metadata: JSON-ready values stored as `userDefinedMetadata`.
-        float16: store the weights as float16 (half the size; TF.js widens them on load).
+        float16: store the weight tensors (not the small constants) as float16: half the
+            size; TF.js widens them to float32 on load.
 
     Returns:
         `output_dir`.
@@ -187,15 +189,34 @@ def export_tfjs(version_dir: str, output_dir: str, metadata: dict, float16: bool
 
     module.probabilities = probabilities
 
+    def convert(saved, out, quantization=None):
+        tfjs_conversion.convert_tf_saved_model(saved, out, signature_def="serving_default", metadata=dict(metadata),
+                                               use_structured_outputs_names=True, quantization_dtype_map=quantization)
+
     def build(tmp):
         with tempfile.TemporaryDirectory() as numeric:
-            tf.saved_model.save(module, numeric, signatures={"serving_default": probabilities})
-            tfjs_conversion.convert_tf_saved_model(
-                numeric, tmp, signature_def="serving_default", metadata=dict(metadata),
-                use_structured_outputs_names=True, quantization_dtype_map={"float16": True} if float16 else None)
+            tf.saved_model.save(module, os.path.join(numeric, "saved"), signatures={"serving_default": probabilities})
+            if not float16:
+                convert(os.path.join(numeric, "saved"), tmp)
+                return
+            probe = os.path.join(numeric, "float32")
+            convert(os.path.join(numeric, "saved"), probe)
+            convert(os.path.join(numeric, "saved"), tmp, {"float16": _large_float_weights(probe)})
 
     _replace_dir(build, output_dir)
     return output_dir
+
+
+def _large_float_weights(tfjs_dir: str, min_values: int = FLOAT16_MIN_VALUES) -> list[str]:
+    """Names of the float32 weights of a TF.js model with at least `min_values` values.
+
+    Only these go to float16: the scalar constants of the crop arithmetic in the
+    Resizing layer (1/48 and the like) must stay exact, or the crop moves by a pixel.
+    """
+    with open(os.path.join(tfjs_dir, "model.json")) as f:
+        manifest = json.load(f)["weightsManifest"]
+    return [w["name"] for group in manifest for w in group["weights"]
+            if w["dtype"] == "float32" and int(np.prod(w["shape"])) >= min_values]
 
 
 def tfjs_script_path() -> str:
