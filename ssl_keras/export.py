@@ -68,7 +68,7 @@ def decode_batch(images, resize):
     def one(encoded):
         image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
         image.set_shape([None, None, 3])
-        return resize(tf.cast(image, tf.float32))
+        return tf.cast(resize(tf.cast(image, tf.float32)), tf.float32)  # float16 under mixed precision
 
     size = resize.height
     return tf.map_fn(one, images, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))

@@ -430,6 +430,11 @@ def stage_predict(run: Run, images, model_arg, top_k) -> int:
 
 
 def stage_export(run: Run, model_arg, export_dir, model_name, top_k) -> dict:
+    """SavedModel (a new version), TF.js float32/float16 and the web page under `export_dir`.
+
+    The TF.js models are measured on the run's test split; the returned dict is
+    also written to `export_dir/export.json`.
+    """
     import keras
 
     from ssl_keras import export

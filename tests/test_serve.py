@@ -205,6 +205,19 @@ def test_wrong_method_and_unknown_route(url):
 
 
 @pytest.mark.slow
+def test_an_internal_error_is_a_500_without_a_traceback(url, monkeypatch):
+    from ssl_keras import serve
+
+    def broken(servable, body):
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(serve, "predict", broken)
+    status, answer = call(f"{url}/dog_breeds:predict", {"instances": [{"b64": "aGk="}]})
+    assert status == 500
+    assert answer == {"error": "Internal error (RuntimeError); see the server log."}
+
+
+@pytest.mark.slow
 def test_a_newer_version_is_picked_up(model, tmp_path):
     from ssl_keras import serve
 
