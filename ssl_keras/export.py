@@ -309,6 +309,9 @@ def export_all(model, class_names, export_dir: str, *, model_name: str = "dog_br
         ValueError: when TF.js (`npm ci`) or Node is missing; checked before anything is written.
     """
     tfjs_script_path()
+    if test_items and source is None:
+        raise ValueError("`test_items` were given without their `source`. Expected the data source "
+                         "(`ssl_keras.data.open_source(...)`) that reads their keys.")
     if test_items and shutil.which("node") is None:
         raise ValueError("Node.js (`node`) is not on PATH. Expected Node >= 18 to measure the TF.js models.")
     resize = find_resizing(model)
