@@ -72,6 +72,7 @@ class ModelConfig:
     pooling: str = "avg"
     dense_units: int = 128
     dropout: float = 0.5
+    bn_momentum: float = 0.9  # Keras' 0.99 lags far behind with ~10 labelled batches an epoch
 
     def __post_init__(self):
         object.__setattr__(self, "filters", tuple(self.filters))
@@ -86,6 +87,7 @@ class ModelConfig:
         )
         _check(self.dense_units >= 1, f"`dense_units` must be >= 1. Received: {self.dense_units}")
         _check(0.0 <= self.dropout < 1.0, f"`dropout` must be in [0, 1). Received: {self.dropout}")
+        _check(0.0 < self.bn_momentum < 1.0, f"`bn_momentum` must be in (0, 1). Received: {self.bn_momentum}")
 
 
 @dataclass(frozen=True)

@@ -213,7 +213,7 @@ def make_split(records, class_names, *, labels_per_class, val_per_class, test_fr
     if max_unlabelled and len(pool) > max_unlabelled:
         pool = sorted(rng.sample(pool, max_unlabelled))
     rng.shuffle(pool)
-    n_val = min(1000, len(pool) // 10)
+    n_val = min(1000, max(1, len(pool) // 10)) if len(pool) >= 2 else 0
     split["unlabelled"], split["unlabelled_val"] = sorted(pool[n_val:]), sorted(pool[:n_val])
     return split
 

@@ -7,7 +7,8 @@ pixels (float 0..255, any size) and no caller re-implements preprocessing.
 import keras
 
 
-def build_backbone(filters=(16, 32, 64, 128), convs_per_block=1, image_size=64, name="backbone"):
+def build_backbone(filters=(16, 32, 64, 128), convs_per_block=1, image_size=64, bn_momentum=0.9,
+                   name="backbone"):
     """Conv -> BN -> ReLU (x `convs_per_block`) -> 2x2 max-pool, once per entry of `filters`.
 
     Layers are named `block{i}_conv{j}`, `block{i}_bn{j}`, ... so that weights can be
@@ -17,6 +18,7 @@ def build_backbone(filters=(16, 32, 64, 128), convs_per_block=1, image_size=64, 
         filters: output channels of each block.
         convs_per_block: conv layers in each block.
         image_size: the square size every input is centre-cropped and resized to.
+        bn_momentum: BatchNormalization momentum of the moving statistics.
         name: the model's name.
 
     Returns:
@@ -29,7 +31,7 @@ def build_backbone(filters=(16, 32, 64, 128), convs_per_block=1, image_size=64, 
     for i, f in enumerate(filters, start=1):
         for j in range(1, convs_per_block + 1):
             x = keras.layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"block{i}_conv{j}")(x)
-            x = keras.layers.BatchNormalization(name=f"block{i}_bn{j}")(x)
+            x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"block{i}_bn{j}")(x)
             x = keras.layers.ReLU(name=f"block{i}_relu{j}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
     return keras.Model(inputs, x, name=name)
@@ -47,7 +49,7 @@ def _head(features, num_outputs, pooling, dense_units, dropout, name):
 
 
 def _build(model_cfg, image_size, num_outputs, head_name, model_name, frozen_backbone=False):
-    backbone = build_backbone(model_cfg.filters, model_cfg.convs_per_block, image_size)
+    backbone = build_backbone(model_cfg.filters, model_cfg.convs_per_block, image_size, model_cfg.bn_momentum)
     inputs = keras.Input((None, None, 3), name="pixels")
     if frozen_backbone:
         backbone.trainable = False

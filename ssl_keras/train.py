@@ -87,6 +87,7 @@ def fit(model, train_ds, val_ds, stage, stage_dir: str, *, steps_per_epoch: int,
     ]
     if stage.patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor, patience=stage.patience, mode="max"))
-    model.fit(train_ds, validation_data=val_ds, epochs=stage.epochs, callbacks=callbacks, verbose=verbose)
+    model.fit(train_ds, validation_data=val_ds, epochs=stage.epochs, callbacks=callbacks, verbose=verbose,
+              shuffle=False)  # the tf.data pipeline shuffles
     save_atomic(model, os.path.join(stage_dir, "final.keras"))
     return read_history(history_path)

@@ -259,8 +259,6 @@ def test_resume_skips_finished_stages(e2e, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="run.py main(): `wall[stage] = ...` also runs for a skipped (--resume) stage, "
-                                       "overwriting its wall time in wall_time.json with the ~0 s the skip took")
 def test_resume_keeps_wall_times(e2e, capsys):
     run_dir = e2e[0]
     trained = json.loads((run_dir / "pretext" / "stage.json").read_text())["wall_time_s"]

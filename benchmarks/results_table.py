@@ -1,0 +1,120 @@
+"""Runs the whole pipeline for several seeds and prints the README's results table.
+
+    python benchmarks/results_table.py --preset default --seeds 0 1 2 --data-dir ../shared/data/dogs
+
+Each seed is a normal run (`python -m ssl_keras.run --preset P --seed S --run-dir models/results-P/seedS`);
+a finished seed is not run again (its report.json is read back). Writes, under
+`results/<preset>/`: table.md (mean +/- std of each method, with the command and
+the machine), comparison.png, and per seed the run's report.json, config.json and curves.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ssl_keras import plots  # noqa: E402
+
+METHODS = (("baseline (from scratch)", "baseline"), ("SSL, backbone frozen", "ssl_frozen"),
+           ("SSL, fine-tuned", "ssl"))
+KEEP = ("report.json", "config.json", "split.json", "comparison.png", "prediction.png",
+        "baseline/curves.png", "baseline/history.csv", "pretext/curves.png", "pretext/history.csv",
+        "pretext/rotations.png")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, no GPU"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="default")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--data-dir", default="../shared/data/dogs")
+    p.add_argument("--out", default="results")
+    p.add_argument("extra", nargs="*", help="more flags for ssl_keras.run, after --")
+    args = p.parse_args(argv)
+    out = os.path.join(args.out, args.preset)
+    reports = []
+    for seed in args.seeds:
+        run_dir = os.path.join("models", f"results-{args.preset}", f"seed{seed}")
+        if not os.path.exists(os.path.join(run_dir, "report.json")):
+            cmd = [sys.executable, "-m", "ssl_keras.run", "--preset", args.preset, "--seed", str(seed),
+                   "--data-dir", args.data_dir, "--run-dir", run_dir, "--resume", *args.extra]
+            print("$", " ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True)
+        keep_dir = os.path.join(out, f"seed{seed}")
+        for rel in KEEP:
+            src = os.path.join(run_dir, rel)
+            if os.path.exists(src):
+                os.makedirs(os.path.dirname(os.path.join(keep_dir, rel)), exist_ok=True)
+                shutil.copy(src, os.path.join(keep_dir, rel))
+        for name in os.listdir(run_dir):
+            if name.startswith("finetune_"):
+                for f in ("curves.png", "history.csv", "test_metrics.json", "confusion.png", "stage.json"):
+                    src = os.path.join(run_dir, name, f)
+                    if os.path.exists(src):
+                        os.makedirs(os.path.join(keep_dir, name), exist_ok=True)
+                        shutil.copy(src, os.path.join(keep_dir, name, f))
+        with open(os.path.join(run_dir, "report.json")) as f:
+            reports.append(json.load(f))
+
+    def stat(key, field="test_accuracy"):
+        vals = [r[key][field] for r in reports if r[key].get(field) is not None]
+        if not vals:
+            return None
+        return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0), vals
+
+    r0 = reports[0]
+    c = r0["counts"]
+    lines = [
+        f"Preset `{args.preset}`, seeds {args.seeds}, {c['labelled']} labelled photos "
+        f"({c['labelled'] // len(r0['classes'])} per class), {c['test']} test photos, "
+        f"{c['unlabelled']} unlabelled photos for the rotation task.",
+        "",
+        "| method | test accuracy (mean ± std) | per seed |",
+        "|---|---|---|",
+    ]
+    bars = {}
+    for label, key in METHODS:
+        s = stat(key)
+        if s:
+            lines.append(f"| {label} | {100 * s[0]:.1f} ± {100 * s[1]:.1f} % | "
+                         + ", ".join(f"{100 * v:.1f}" for v in s[2]) + " |")
+            bars[label.split(" (")[0]] = (s[0], s[1])
+    pre = stat("pretext", "val_accuracy")
+    lines.append(f"| rotation task (validation) | {100 * pre[0]:.1f} ± {100 * pre[1]:.1f} % | "
+                 + ", ".join(f"{100 * v:.1f}" for v in pre[2]) + " |")
+    gain = [r["ssl"]["test_accuracy"] - r["baseline"]["test_accuracy"] for r in reports]
+    lines += ["", f"Fine-tuned SSL minus baseline: {100 * statistics.mean(gain):+.1f} points on average "
+              f"({', '.join(f'{100 * g:+.1f}' for g in gain)}).",
+              "Wall time per seed (s): " + "; ".join(
+                  ", ".join(f"{k} {v:.0f}" for k, v in r["wall_time_s"].items()) for r in reports),
+              "",
+              f"Command: `python benchmarks/results_table.py --preset {args.preset} --seeds "
+              f"{' '.join(map(str, args.seeds))} --data-dir {args.data_dir}`",
+              f"Machine: {machine()}; TensorFlow backend."]
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    plots.comparison(bars, os.path.join(out, "comparison.png"),
+                     f"Test accuracy, {c['labelled']} labels, mean ± std over {len(reports)} seeds")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
