@@ -224,26 +224,28 @@ def stage_baseline(run: Run) -> dict:
 
 
 def _train_classifier(run: Run, name: str, pretext_model, freeze: str) -> dict:
-    from ssl_keras import models, plots, train, transfer
+    from ssl_keras import distribute, models, plots, train, transfer
 
     if (done := run.stage_done(name)) is not None:
         print(f"[{name}] already finished; skipping (--resume).")
         return done
     cfg, start = run.cfg, time.time()
+    strategy = distribute.strategy_for(cfg.strategy)  # first: multi-worker must start before any TF op
     stage = cfg.baseline if name == "baseline" else cfg.finetune
-    model = models.build_classifier(cfg.model, cfg.data.image_size, len(run.classes),
-                                    frozen_backbone=(freeze == "all"))
-    copied = 0
-    if pretext_model is not None:
-        copied = transfer.copy_backbone(pretext_model, model)
-        transfer.set_frozen(model, freeze)
-    params = transfer.count_params(model)
-    print(f"\n[{name}] {len(run.split['labelled'])} labelled photos; backbone weights copied: {copied}; "
-          f"freeze={freeze}; trainable params {params['trainable']:,}, frozen {params['non_trainable']:,}",
-          flush=True)
-    steps = math.ceil(len(run.split["labelled"]) / cfg.data.batch_size)
-    hist = train.fit(model, run.labelled("labelled", training=True, stage=stage), run.labelled("val"), stage,
-                     run.path(name), steps_per_epoch=steps, resume=run.resume, verbose=run.verbose)
+    with strategy.scope():  # build, compile and fit under the strategy
+        model = models.build_classifier(cfg.model, cfg.data.image_size, len(run.classes),
+                                        frozen_backbone=(freeze == "all"))
+        copied = 0
+        if pretext_model is not None:
+            copied = transfer.copy_backbone(pretext_model, model)
+            transfer.set_frozen(model, freeze)
+        params = transfer.count_params(model)
+        print(f"\n[{name}] {len(run.split['labelled'])} labelled photos; backbone weights copied: {copied}; "
+              f"freeze={freeze}; trainable params {params['trainable']:,}, frozen {params['non_trainable']:,}",
+              flush=True)
+        steps = math.ceil(len(run.split["labelled"]) / cfg.data.batch_size)
+        hist = train.fit(model, run.labelled("labelled", training=True, stage=stage), run.labelled("val"), stage,
+                         run.path(name), steps_per_epoch=steps, resume=run.resume, verbose=run.verbose)
     plots.history(hist, name, run.path(name, "curves.png"))
     return run.finish_stage(name, start, epochs=len(hist.get("loss", [])),
                             best_val_accuracy=max(hist.get("val_accuracy", [0.0])), weights_copied=copied,
@@ -252,16 +254,18 @@ def _train_classifier(run: Run, name: str, pretext_model, freeze: str) -> dict:
 
 def stage_pretext(run: Run) -> dict:
     """The same backbone with a 4-way head, trained to predict the rotation of unlabelled photos."""
-    from ssl_keras import data, models, plots, rotations, train
+    from ssl_keras import data, distribute, models, plots, rotations, train
 
     if (done := run.stage_done("pretext")) is not None:
         print("[pretext] already finished; skipping (--resume).")
         return done
     cfg, start = run.cfg, time.time()
+    strategy = distribute.strategy_for(cfg.strategy)  # first: multi-worker must start before any TF op
     d = cfg.data
     keys, val_keys = run.split["unlabelled"], run.split["unlabelled_val"]
-    train_ds = data.pretext_dataset(run.source, keys, d.image_size, d.batch_size, training=True,
-                                    stage=cfg.pretext, seed=cfg.seed, device=_accelerator())
+    # Under mirrored / multi-worker the strategy places the batches on its devices itself.
+    train_ds = data.pretext_dataset(run.source, keys, d.image_size, d.batch_size, training=True, stage=cfg.pretext,
+                                    seed=cfg.seed, device=_accelerator() if cfg.strategy == "default" else None)
     val_ds = data.pretext_dataset(run.source, val_keys, d.image_size, d.batch_size)
     os.makedirs(run.path("pretext"), exist_ok=True)
     example, labels = next(iter(val_ds))
@@ -270,9 +274,10 @@ def stage_pretext(run: Run) -> dict:
                     run.path("pretext", "rotations.png"))
     print(f"\n[pretext] {len(keys)} unlabelled photos -> {4 * len(keys)} rotated samples an epoch; "
           f"{4 * len(val_keys)} for validation", flush=True)
-    model = models.build_rotation_model(cfg.model, d.image_size)
-    hist = train.fit(model, train_ds, val_ds, cfg.pretext, run.path("pretext"),
-                     steps_per_epoch=math.ceil(len(keys) / d.batch_size), resume=run.resume, verbose=run.verbose)
+    with strategy.scope():  # build, compile and fit under the strategy
+        model = models.build_rotation_model(cfg.model, d.image_size)
+        hist = train.fit(model, train_ds, val_ds, cfg.pretext, run.path("pretext"),
+                         steps_per_epoch=math.ceil(len(keys) / d.batch_size), resume=run.resume, verbose=run.verbose)
     plots.history(hist, "pretext (rotation)", run.path("pretext", "curves.png"))
     return run.finish_stage("pretext", start, epochs=len(hist.get("loss", [])),
                             best_val_accuracy=max(hist.get("val_accuracy", [0.0])),
