@@ -2,8 +2,9 @@
 
     python benchmarks/results_table.py --preset default --seeds 0 1 2 --data-dir ../shared/data/dogs
 
-Each seed is a normal run (`python -m ssl_keras.run --preset P --seed S --run-dir models/results-P/seedS`);
-a finished seed is not run again (its report.json is read back). Writes, under
+Each seed is a normal run (`python -m ssl_keras.run STAGE --preset P --seed S --run-dir models/results-P/seedS
+--resume` for the stages baseline, pretext, finetune, evaluate, report); a finished seed is not run again
+(its report.json is read back), an interrupted one resumes. Writes, under
 `results/<preset>/`: table.md (mean +/- std of each method, with the command and
 the machine), comparison.png, and per seed the run's report.json, config.json and curves.
 """
@@ -53,10 +54,11 @@ def main(argv=None):
     for seed in args.seeds:
         run_dir = os.path.join("models", f"results-{args.preset}", f"seed{seed}")
         if not os.path.exists(os.path.join(run_dir, "report.json")):
-            cmd = [sys.executable, "-m", "ssl_keras.run", "--preset", args.preset, "--seed", str(seed),
-                   "--data-dir", args.data_dir, "--run-dir", run_dir, "--resume", *args.extra]
-            print("$", " ".join(cmd), flush=True)
-            subprocess.run(cmd, check=True)
+            for stage in ("baseline", "pretext", "finetune", "evaluate", "report"):  # all but export
+                cmd = [sys.executable, "-m", "ssl_keras.run", stage, "--preset", args.preset, "--seed", str(seed),
+                       "--data-dir", args.data_dir, "--run-dir", run_dir, "--resume", *args.extra]
+                print("$", " ".join(cmd), flush=True)
+                subprocess.run(cmd, check=True)
         keep_dir = os.path.join(out, f"seed{seed}")
         for rel in KEEP:
             src = os.path.join(run_dir, rel)

@@ -123,7 +123,7 @@ class Config:
     baseline: StageConfig = field(default_factory=StageConfig)
     pretext: StageConfig = field(default_factory=lambda: StageConfig(epochs=10, patience=0))
     finetune: StageConfig = field(default_factory=StageConfig)
-    freeze: str = "none"
+    freeze: str = "1"  # RotNet: early blocks transfer best; later ones are retrained
     also_frozen: bool = True  # the default run also trains an all-frozen classifier, for comparison
     mixed_precision: bool = False
     strategy: str = "default"
@@ -157,7 +157,6 @@ def quick() -> Config:
         baseline=StageConfig(epochs=30, patience=10),
         pretext=StageConfig(epochs=4, translate=0.0, zoom=0.0),
         finetune=StageConfig(epochs=30, patience=10),
-        freeze="none",
     )
 
 

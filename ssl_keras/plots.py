@@ -1,6 +1,7 @@
 """Matplotlib figures from plain data to PNG files (Agg backend, object API, never `plt.show()`)."""
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
@@ -100,6 +101,7 @@ def curves(x, series: dict, path: str, xlabel: str, ylabel: str, title: str, log
         ax.errorbar(x, [100 * m for m in means], yerr=[100 * s for s in stds], marker="o", capsize=4, label=name)
     if logx:
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xticks(x, [str(v) for v in x])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -224,6 +224,8 @@ def stage_baseline(run: Run) -> dict:
 
 
 def _train_classifier(run: Run, name: str, pretext_model, freeze: str) -> dict:
+    """Trains one breed classifier into `run/name`: from scratch when `pretext_model` is None, else on
+    its backbone (weights copied, blocks frozen by `freeze`) with a fresh dense head."""
     from ssl_keras import distribute, models, plots, train, transfer
 
     if (done := run.stage_done(name)) is not None:
@@ -285,15 +287,15 @@ def stage_pretext(run: Run) -> dict:
 
 
 def finetune_dirs(cfg) -> list[tuple[str, str]]:
-    """(stage directory, freeze) of each fine-tuned classifier this config trains."""
+    """(stage directory, freeze) of each fine-tuned classifier this config trains, in training order."""
     out = [(f"finetune_{cfg.freeze}", cfg.freeze)]
     if cfg.also_frozen and cfg.freeze != "all":
-        out.append(("finetune_all", "all"))
+        out.insert(0, ("finetune_all", "all"))
     return out
 
 
 def stage_finetune(run: Run) -> dict:
-    """Fresh breed classifiers on the pretext backbone: as configured, and fully frozen for comparison."""
+    """Fresh breed classifiers on the pretext backbone: fully frozen (for comparison) and as configured."""
     import keras
 
     path = run.path("pretext", "best.keras")
@@ -468,6 +470,10 @@ def main(argv=None) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
 
+        from ssl_keras import distribute
+
+        distribute.strategy_for(cfg.strategy)  # multi-worker must exist before any TensorFlow op
+
         keras.utils.set_random_seed(cfg.seed)
         if cfg.mixed_precision:
             keras.mixed_precision.set_global_policy("mixed_float16")
@@ -496,7 +502,7 @@ def main(argv=None) -> int:
                 stage_report(run, wall)
             elif stage == "export":
                 stage_export(run, args.model, args.export_dir, args.model_name, top_k)
-            if stage != "report":
+            if stage != "report" and not (run.resume and stage in wall):  # a resumed run keeps its times
                 wall[stage] = round(time.time() - start, 1)
                 write_json(run.path("wall_time.json"), wall)
         return 0
