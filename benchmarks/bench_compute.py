@@ -31,31 +31,15 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-
-def machine() -> str:
-    """CPU model, cores, memory and load (another job on the machine shows up in the load)."""
-    cpu = platform.processor() or platform.machine()
-    mem = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-        with open("/proc/meminfo") as f:
-            mem = f", {int(f.readline().split()[1]) / 2**20:.0f} GiB RAM"
-    except OSError:
-        pass
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    return (f"{cpu}, {os.cpu_count()} cores{mem}, {len(gpus)} GPU(s); TensorFlow {tf.__version__}; "
-            f"load average {os.getloadavg()[0]:.1f} at the start")
+from common import machine  # noqa: E402
 
 
 def model_flops(model) -> dict:

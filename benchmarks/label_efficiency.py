@@ -30,7 +30,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import random
 import statistics
 import sys
@@ -38,6 +37,9 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import machine  # noqa: E402
 
 METHODS = (("baseline", "baseline (from scratch)"), ("ssl_frozen", "SSL, backbone frozen"),
            ("ssl_finetuned", "SSL, fine-tuned"))
@@ -45,24 +47,6 @@ DEFAULT_LABELS = ("5", "10", "25", "57", "100", "250", "all")
 # Gidaris, Singh & Komodakis, "Unsupervised Representation Learning by Predicting Image Rotations",
 # ICLR 2018, semi-supervised CIFAR-10 (labels per class -> test accuracy %).
 ROTNET_CIFAR10 = {20: (64.6, 33.7), 100: (75.3, 47.3)}
-
-
-def machine() -> str:
-    """CPU model, cores, memory and load (another job on the machine shows up in the load)."""
-    cpu = platform.processor() or platform.machine()
-    mem = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-        with open("/proc/meminfo") as f:
-            mem = f", {int(f.readline().split()[1]) / 2**20:.0f} GiB RAM"
-    except OSError:
-        pass
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    return (f"{cpu}, {os.cpu_count()} cores{mem}, {len(gpus)} GPU(s); TensorFlow {tf.__version__}; "
-            f"load average {os.getloadavg()[0]:.1f} at the start")
 
 
 def _parse(argv):

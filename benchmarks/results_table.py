@@ -12,33 +12,24 @@ the machine), comparison.png, and per seed the run's report.json, config.json an
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import machine  # noqa: E402
 
 from ssl_keras import plots  # noqa: E402
 
 METHODS = (("baseline (from scratch)", "baseline"), ("SSL, backbone frozen", "ssl_frozen"),
            ("SSL, fine-tuned", "ssl"))
-KEEP = ("report.json", "config.json", "split.json", "comparison.png", "prediction.png",
-        "baseline/curves.png", "baseline/history.csv", "pretext/curves.png", "pretext/history.csv",
-        "pretext/rotations.png")
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, no GPU"
+# Plots that show a photo (prediction.png, pretext/rotations.png) stay in the run directory: the photos are
+# ImageNet's and are not committed.
+KEEP = ("report.json", "config.json", "split.json", "comparison.png",
+        "baseline/curves.png", "baseline/history.csv", "pretext/curves.png", "pretext/history.csv")
 
 
 def main(argv=None):

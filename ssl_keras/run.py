@@ -369,7 +369,7 @@ def stage_report(run: Run, wall: dict) -> dict:
         image = _read_image(run.source, key)
         probs = _predict(keras.models.load_model(run.path(best, "best.keras")), image)
         plots.prediction(image, evaluate.top_k(probs, run.classes, cfg.top_k), run.path("prediction.png"),
-                         f"{key}\ntrue: {run.classes[label]}")
+                         f"{os.path.basename(key)}\ntrue: {run.classes[label]}")
     rows = [("stage", "epochs", "best val acc", "test acc", "wall s")]
     for name in ("baseline", "pretext", frozen_name, ssl_name):
         info = stage_info(name)

@@ -1,0 +1,22 @@
+"""What every benchmark prints beside its table: the machine it ran on."""
+
+import os
+import platform
+
+
+def machine() -> str:
+    """CPU model, cores, memory, GPUs, TensorFlow and the load at the start (another job shows up in the load)."""
+    cpu = platform.processor() or platform.machine()
+    mem = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+        with open("/proc/meminfo") as f:
+            mem = f", {int(f.readline().split()[1]) / 2**20:.0f} GiB RAM"
+    except OSError:
+        pass
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return (f"{cpu}, {os.cpu_count()} cores{mem}, {len(gpus)} GPU(s); TensorFlow {tf.__version__}; "
+            f"load average {os.getloadavg()[0]:.1f} at the start")
