@@ -47,9 +47,9 @@ def comparison(results: dict, path: str, title="Test accuracy"):
     ax = fig.subplots()
     bars = ax.bar(names, [100 * m for m in means], yerr=[100 * s for s in stds], capsize=6,
                   color=["#999999", "#6baed6", "#2171b5", "#08519c"][: len(names)])
-    for bar, m in zip(bars, means):
-        ax.annotate(f"{100 * m:.1f}%", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center", va="bottom", xytext=(0, 3), textcoords="offset points")
+    for bar, m, s in zip(bars, means, stds):
+        ax.annotate(f"{100 * m:.1f}%", (bar.get_x() + bar.get_width() / 2, 100 * (m + s)),
+                    ha="center", va="bottom", xytext=(0, 4), textcoords="offset points")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.set_ylim(0, max(100 * m for m in means) * 1.3 + 1)
