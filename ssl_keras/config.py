@@ -145,18 +145,20 @@ class Config:
 
 
 def quick() -> Config:
-    """A CPU run of a few minutes that still shows the effect.
+    """A CPU run of minutes: every stage, export included, at 64 px on 6000 unlabelled photos.
 
     `python -m ssl_keras.run --preset quick --data-dir ../shared/data/dogs`
-    Time and accuracy: see the README's results table (measured, with the machine).
+    On a 2-core AMD EPYC CPU (no GPU, shared with another job): 9.5 min in all (rotation task 4 min).
+    Test accuracy on 1000 ImageWoof val photos, seed 0: baseline 29.6 %, SSL fine-tuned 29.8 %, SSL frozen
+    18.0 %; rotation task 62.7 %. Six rotation epochs are too little pretraining to show the effect: it takes
+    the `default` preset's twelve epochs on 9000 photos (+6.5 points over 3 seeds).
     """
     return Config(
         preset="quick",
-        data=DataConfig(image_size=48, max_unlabelled=4000, max_test_per_class=100),
-        model=ModelConfig(filters=(16, 32, 64, 128)),
-        baseline=StageConfig(epochs=30, patience=10),
-        pretext=StageConfig(epochs=4, translate=0.0, zoom=0.0),
-        finetune=StageConfig(epochs=30, patience=10),
+        data=DataConfig(image_size=64, max_unlabelled=6000, max_test_per_class=100),
+        baseline=StageConfig(epochs=60, patience=20),
+        pretext=StageConfig(epochs=6, translate=0.0, zoom=0.0),
+        finetune=StageConfig(epochs=60, patience=20),
     )
 
 
@@ -164,7 +166,9 @@ def default() -> Config:
     """The article's sizes: ~570 labels, ~10k unlabelled photos (~40k rotation samples an epoch).
 
     `python -m ssl_keras.run --data-dir ../shared/data/dogs`
-    Time and accuracy: see the README's results table (measured, with the machine).
+    On a 2-core AMD EPYC CPU (no GPU, shared with other jobs): ~20 min a seed (rotation task 12-16 min).
+    Test accuracy on the 2924 ImageWoof val photos, seeds 0-2: baseline 28.6 +/- 1.3 %, SSL fine-tuned
+    35.1 +/- 0.5 %, SSL frozen 17.5 +/- 0.7 %; rotation task 74.0 % (`benchmarks/results_table.py`).
     """
     return Config(
         preset="default",
