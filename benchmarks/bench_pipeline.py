@@ -32,7 +32,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import machine  # noqa: E402
+from common import machine, write_table  # noqa: E402
 
 
 def _parse(argv):
@@ -208,11 +208,7 @@ def main(argv=None) -> int:
         f"--train-steps {args.train_steps}` ({time.time() - started:.0f} s)",
         f"Machine: {host}.",
     ]
-    text = "\n".join(lines) + "\n"
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(text)
-    print("\n" + text + f"\nWritten to {args.out}")
+    write_table(lines, args.out)
     return 0
 
 

@@ -20,3 +20,13 @@ def machine() -> str:
     gpus = tf.config.list_physical_devices("GPU")
     return (f"{cpu}, {os.cpu_count()} cores{mem}, {len(gpus)} GPU(s); TensorFlow {tf.__version__}; "
             f"load average {os.getloadavg()[0]:.1f} at the start")
+
+
+def write_table(lines, path: str) -> str:
+    """Joins a benchmark's table lines, writes them to `path` (folders made) and prints them."""
+    text = "\n".join(lines) + "\n"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    print("\n" + text + f"\nWritten to {path}")
+    return text
