@@ -488,6 +488,10 @@ def main(argv=None) -> int:
         wall = read_json(run.path("wall_time.json")) if os.path.exists(run.path("wall_time.json")) else {}
         todo = {"all": ["baseline", "pretext", "finetune", "evaluate", "report", "export"]}.get(
             args.stage, [args.stage])
+        if "export" in todo:
+            from ssl_keras import export
+
+            export.tfjs_script_path()  # fail now, not after an hour of training, when `npm ci` was not run
         for stage in todo:
             start = time.time()
             if stage == "baseline":

@@ -152,6 +152,18 @@ def test_predict_real_photo_and_non_image(folder_run, image_folder, tmp_path, ca
     assert image_folder.source_photo in out  # the good photo in between is still classified
 
 
+def test_whole_pipeline_checks_tfjs_before_training(tmp_path, capsys, image_folder, monkeypatch):
+    from ssl_keras import export
+
+    def missing():
+        raise ValueError("TF.js is not installed: tf.min.js does not exist. Run `npm ci`.")
+
+    monkeypatch.setattr(export, "tfjs_script_path", missing)
+    rc, _, err = _main(capsys, "--preset", "tiny", "--data-dir", image_folder, "--run-dir", tmp_path / "run")
+    assert rc == 2 and "npm ci" in err
+    assert not os.path.exists(tmp_path / "run" / "baseline")  # nothing trained
+
+
 def test_resume_needs_a_run(capsys):
     rc, _, err = _main(capsys, "evaluate")  # in an empty working directory: no models/ at all
     assert rc == 2 and "No run found under models/" in err
