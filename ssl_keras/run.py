@@ -423,6 +423,10 @@ def stage_predict(run: Run, images, model_arg, top_k) -> int:
     print(f"Model: {path}")
     failed = 0
     for image_path in images:
+        if not os.path.isfile(image_path):
+            print(f"\n{image_path}: no such file. Expected the path of a photo.", file=sys.stderr)
+            failed += 1
+            continue
         try:
             image = tf.io.decode_image(tf.io.read_file(image_path), channels=3, expand_animations=False).numpy()
         except (tf.errors.OpError, ValueError) as e:
