@@ -148,7 +148,7 @@ def test_predict_real_photo_and_non_image(folder_run, image_folder, tmp_path, ca
                          tmp_path / "missing.jpg", "--run-dir", run_dir)
     assert rc == 1
     assert f"{tmp_path / 'notes.jpg'}: cannot read it as an image" in err
-    assert f"{tmp_path / 'missing.jpg'}: cannot read it as an image" in err
+    assert f"{tmp_path / 'missing.jpg'}: no such file. Expected the path of a photo." in err
     assert image_folder.source_photo in out  # the good photo in between is still classified
 
 
