@@ -232,7 +232,7 @@ def _train_classifier(run: Run, name: str, pretext_model, freeze: str) -> dict:
         print(f"[{name}] already finished; skipping (--resume).")
         return done
     cfg, start = run.cfg, time.time()
-    strategy = distribute.strategy_for(cfg.strategy)  # first: multi-worker must start before any TF op
+    strategy = distribute.strategy_for(cfg.strategy)  # the one main() made (strategy_for keeps it)
     stage = cfg.baseline if name == "baseline" else cfg.finetune
     with strategy.scope():  # build, compile and fit under the strategy
         model = models.build_classifier(cfg.model, cfg.data.image_size, len(run.classes),
@@ -262,7 +262,7 @@ def stage_pretext(run: Run) -> dict:
         print("[pretext] already finished; skipping (--resume).")
         return done
     cfg, start = run.cfg, time.time()
-    strategy = distribute.strategy_for(cfg.strategy)  # first: multi-worker must start before any TF op
+    strategy = distribute.strategy_for(cfg.strategy)  # the one main() made (strategy_for keeps it)
     d = cfg.data
     keys, val_keys = run.split["unlabelled"], run.split["unlabelled_val"]
     # Under mirrored / multi-worker the strategy places the batches on its devices itself.
