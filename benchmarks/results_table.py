@@ -1,11 +1,12 @@
 """Runs the whole pipeline for several seeds and prints the README's results table.
 
     python benchmarks/results_table.py --preset default --seeds 0 1 2 --data-dir ../shared/data/dogs
+    python benchmarks/results_table.py --preset default --name default-12ep -- --pretext-epochs 12
 
-Each seed is a normal run (`python -m ssl_keras.run STAGE --preset P --seed S --run-dir models/results-P/seedS
---resume` for the stages baseline, pretext, finetune, evaluate, report); a finished seed is not run again
-(its report.json is read back), an interrupted one resumes. Writes, under
-`results/<preset>/`: table.md (mean +/- std of each method, with the command and
+Each seed is a normal run (`python -m ssl_keras.run STAGE --preset P --seed S --run-dir models/results-NAME/seedS
+--resume [flags after --]` for the stages baseline, pretext, finetune, evaluate, report); NAME is the preset unless
+`--name` says otherwise. A finished seed is not run again (its report.json is read back), an interrupted one
+resumes. Writes, under `results/NAME/`: table.md (mean +/- std of each method, with the command and
 the machine), comparison.png, and per seed the run's report.json, config.json and curves.
 """
 
@@ -38,12 +39,14 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--data-dir", default="../shared/data/dogs")
     p.add_argument("--out", default="results")
+    p.add_argument("--name", help="names the run and result directories (default: the preset)")
     p.add_argument("extra", nargs="*", help="more flags for ssl_keras.run, after --")
     args = p.parse_args(argv)
-    out = os.path.join(args.out, args.preset)
+    name = args.name or args.preset
+    out = os.path.join(args.out, name)
     reports = []
     for seed in args.seeds:
-        run_dir = os.path.join("models", f"results-{args.preset}", f"seed{seed}")
+        run_dir = os.path.join("models", f"results-{name}", f"seed{seed}")
         if not os.path.exists(os.path.join(run_dir, "report.json")):
             for stage in ("baseline", "pretext", "finetune", "evaluate", "report"):  # all but export
                 cmd = [sys.executable, "-m", "ssl_keras.run", stage, "--preset", args.preset, "--seed", str(seed),
@@ -56,13 +59,13 @@ def main(argv=None):
             if os.path.exists(src):
                 os.makedirs(os.path.dirname(os.path.join(keep_dir, rel)), exist_ok=True)
                 shutil.copy(src, os.path.join(keep_dir, rel))
-        for name in os.listdir(run_dir):
-            if name.startswith("finetune_"):
+        for stage_dir in os.listdir(run_dir):
+            if stage_dir.startswith("finetune_"):
                 for f in ("curves.png", "history.csv", "test_metrics.json", "confusion.png", "stage.json"):
-                    src = os.path.join(run_dir, name, f)
+                    src = os.path.join(run_dir, stage_dir, f)
                     if os.path.exists(src):
-                        os.makedirs(os.path.join(keep_dir, name), exist_ok=True)
-                        shutil.copy(src, os.path.join(keep_dir, name, f))
+                        os.makedirs(os.path.join(keep_dir, stage_dir), exist_ok=True)
+                        shutil.copy(src, os.path.join(keep_dir, stage_dir, f))
         with open(os.path.join(run_dir, "report.json")) as f:
             reports.append(json.load(f))
 
@@ -98,8 +101,10 @@ def main(argv=None):
               "Wall time per seed (s): " + "; ".join(
                   ", ".join(f"{k} {v:.0f}" for k, v in r["wall_time_s"].items()) for r in reports),
               "",
-              f"Command: `python benchmarks/results_table.py --preset {args.preset} --seeds "
-              f"{' '.join(map(str, args.seeds))} --data-dir {args.data_dir}`",
+              "Command: `python benchmarks/results_table.py " + " ".join(
+                  [f"--preset {args.preset}", f"--seeds {' '.join(map(str, args.seeds))}",
+                   f"--data-dir {args.data_dir}"] + ([f"--name {args.name}"] if args.name else [])
+                  + (["--", *args.extra] if args.extra else [])) + "`",
               f"Machine: {machine()}; TensorFlow backend."]
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "table.md"), "w") as f:
