@@ -174,7 +174,7 @@ def default() -> Config:
         preset="default",
         data=DataConfig(image_size=64, max_unlabelled=10000),
         baseline=StageConfig(epochs=60, patience=20),
-        pretext=StageConfig(epochs=12, translate=0.0, zoom=0.0),
+        pretext=StageConfig(epochs=24, translate=0.0, zoom=0.0),
         finetune=StageConfig(epochs=60, patience=20),
     )
 
