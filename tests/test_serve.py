@@ -10,7 +10,6 @@ import time
 import urllib.error
 import urllib.request
 
-import numpy as np
 import pytest
 
 from serving_helpers import MIN_PHOTOS, assert_same_predictions, decode, exported, keras_probabilities
