@@ -1,0 +1,74 @@
+"""benchmarks/results_table.py on finished runs: the table, its command line, and where it reads and writes.
+
+No training: each seed's run directory already has its report.json, and starting a run would be a failure.
+"""
+
+import importlib.util
+import json
+
+import pytest
+
+from conftest import REPO
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("results_table", REPO / "benchmarks" / "results_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _finished_run(run_dir, baseline, ssl):
+    (run_dir / "finetune_1").mkdir(parents=True)
+    (run_dir / "finetune_1" / "stage.json").write_text('{"epochs": 60}')
+    (run_dir / "report.json").write_text(json.dumps({
+        "classes": [f"c{i}" for i in range(10)],
+        "counts": {"labelled": 570, "test": 2924, "unlabelled": 9000},
+        "baseline": {"test_accuracy": baseline}, "ssl": {"test_accuracy": ssl},
+        "ssl_frozen": {"test_accuracy": 0.2}, "pretext": {"val_accuracy": 0.8},
+        "wall_time_s": {"pretext": 1200.0},
+    }))
+
+
+def test_named_variant_reads_its_runs_and_prints_its_command(tmp_path, monkeypatch):
+    rt = _load()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(rt, "machine", lambda: "test machine")
+
+    def no_training(cmd, **kwargs):
+        raise AssertionError(f"a finished seed was run again: {cmd}")
+
+    monkeypatch.setattr(rt.subprocess, "run", no_training)
+    _finished_run(tmp_path / "models" / "results-v12" / "seed0", 0.28, 0.36)
+    _finished_run(tmp_path / "models" / "results-v12" / "seed1", 0.30, 0.35)
+
+    rt.main(["--preset", "default", "--seeds", "0", "1", "--name", "v12", "--", "--pretext-epochs", "12"])
+
+    table = (tmp_path / "results" / "v12" / "table.md").read_text()
+    assert "| baseline (from scratch) | 29.0 ± 1.4 % | 28.0, 30.0 |" in table
+    assert "| SSL, fine-tuned | 35.5 ± 0.7 % | 36.0, 35.0 |" in table
+    assert "+6.5 points on average (+8.0, +5.0)" in table
+    assert ("Command: `python benchmarks/results_table.py --preset default --seeds 0 1 --data-dir "
+            "../shared/data/dogs --name v12 -- --pretext-epochs 12`") in table
+    for seed in (0, 1):
+        assert (tmp_path / "results" / "v12" / f"seed{seed}" / "finetune_1" / "stage.json").exists()
+    assert (tmp_path / "results" / "v12" / "comparison.png").stat().st_size > 0
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["results-v12"]
+
+
+def test_unfinished_seed_runs_every_stage_into_its_run_dir(tmp_path, monkeypatch):
+    rt = _load()
+    monkeypatch.chdir(tmp_path)
+    calls = []
+
+    def fake_run(cmd, check):
+        calls.append(cmd)
+        raise RuntimeError("stop after the first stage")
+
+    monkeypatch.setattr(rt.subprocess, "run", fake_run)
+    with pytest.raises(RuntimeError):
+        rt.main(["--preset", "quick", "--seeds", "3", "--", "--set", "pretext.zoom=0.1"])
+    cmd = calls[0]
+    assert cmd[1:4] == ["-m", "ssl_keras.run", "baseline"]
+    assert cmd[cmd.index("--run-dir") + 1] == "models/results-quick/seed3"
+    assert cmd[-3:] == ["--resume", "--set", "pretext.zoom=0.1"]
