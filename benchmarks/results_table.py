@@ -31,6 +31,7 @@ METHODS = (("baseline (from scratch)", "baseline"), ("SSL, backbone frozen", "ss
 # ImageNet's and are not committed.
 KEEP = ("report.json", "config.json", "split.json", "comparison.png",
         "baseline/curves.png", "baseline/history.csv", "pretext/curves.png", "pretext/history.csv")
+FINETUNE_KEEP = ("curves.png", "history.csv", "test_metrics.json", "confusion.png", "stage.json")  # each finetune_*/
 
 
 def main(argv=None):
@@ -54,18 +55,13 @@ def main(argv=None):
                 print("$", " ".join(cmd), flush=True)
                 subprocess.run(cmd, check=True)
         keep_dir = os.path.join(out, f"seed{seed}")
-        for rel in KEEP:
+        finetuned = [os.path.join(d, f) for d in os.listdir(run_dir) if d.startswith("finetune_")
+                     for f in FINETUNE_KEEP]
+        for rel in (*KEEP, *finetuned):
             src = os.path.join(run_dir, rel)
             if os.path.exists(src):
                 os.makedirs(os.path.dirname(os.path.join(keep_dir, rel)), exist_ok=True)
                 shutil.copy(src, os.path.join(keep_dir, rel))
-        for stage_dir in os.listdir(run_dir):
-            if stage_dir.startswith("finetune_"):
-                for f in ("curves.png", "history.csv", "test_metrics.json", "confusion.png", "stage.json"):
-                    src = os.path.join(run_dir, stage_dir, f)
-                    if os.path.exists(src):
-                        os.makedirs(os.path.join(keep_dir, stage_dir), exist_ok=True)
-                        shutil.copy(src, os.path.join(keep_dir, stage_dir, f))
         with open(os.path.join(run_dir, "report.json")) as f:
             reports.append(json.load(f))
 
