@@ -150,6 +150,7 @@ class Run:
         write_json(self.path("config.json"), config_lib.to_dict(cfg))
         self._source = None
         self._split = None
+        self.trained = 0  # training stages that ran in this call (not skipped by --resume)
 
     def path(self, *parts) -> str:
         return os.path.join(self.dir, *parts)
@@ -215,6 +216,7 @@ class Run:
     def finish_stage(self, name, start, **extra) -> dict:
         info = {"wall_time_s": round(time.time() - start, 1), **extra}
         write_json(self.path(name, "stage.json"), info)
+        self.trained += 1
         return info
 
 
@@ -497,7 +499,7 @@ def main(argv=None) -> int:
 
             export.tfjs_script_path()  # fail now, not after an hour of training, when `npm ci` was not run
         for stage in todo:
-            start = time.time()
+            start, trained = time.time(), run.trained
             if stage == "baseline":
                 stage_baseline(run)
             elif stage == "pretext":
@@ -510,7 +512,9 @@ def main(argv=None) -> int:
                 stage_report(run, wall)
             elif stage == "export":
                 stage_export(run, args.model, args.export_dir, args.model_name, top_k)
-            if stage != "report" and not (run.resume and stage in wall):  # a resumed run keeps its times
+            # A resumed run keeps the time of a training stage that it skipped in full.
+            skipped = stage in ("baseline", "pretext", "finetune") and run.trained == trained and stage in wall
+            if stage != "report" and not skipped:
                 wall[stage] = round(time.time() - start, 1)
                 write_json(run.path("wall_time.json"), wall)
         return 0

@@ -277,3 +277,19 @@ def test_resume_keeps_wall_times(e2e, capsys):
     _main(capsys, "pretext", "--resume", "--run-dir", run_dir)
     # main() times the stage from outside, so its figure is at least the stage's own.
     assert json.loads((run_dir / "wall_time.json").read_text())["pretext"] >= trained
+
+
+@pytest.mark.slow
+def test_resume_times_a_stage_that_ran_again(e2e, capsys):
+    run_dir = e2e[0]
+    path = run_dir / "wall_time.json"
+    saved = path.read_text()
+    try:
+        path.write_text(json.dumps({**json.loads(saved), "baseline": 12345.0, "evaluate": 12345.0}))
+        for stage in ("baseline", "evaluate"):  # baseline is skipped, evaluate always runs again
+            assert _main(capsys, stage, "--resume", "--run-dir", run_dir)[0] == 0
+        wall = json.loads(path.read_text())
+        assert wall["baseline"] == 12345.0
+        assert 0 < wall["evaluate"] < 12345.0
+    finally:
+        path.write_text(saved)
