@@ -39,7 +39,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import machine, write_table  # noqa: E402
+from common import machine, preset_config, write_table  # noqa: E402
 
 
 def model_flops(model) -> dict:
@@ -142,7 +142,7 @@ def train_rate(model_cfg, image_size: int, photos: int, samples: int, jit: bool 
         train.compile_model(model, config_lib.StageConfig(epochs=2), steps)
         model.jit_compile = jit
         timer = Timer()
-        model.fit(ds, epochs=3, steps_per_epoch=steps, callbacks=[timer], verbose=0)
+        model.fit(ds, epochs=3, steps_per_epoch=steps, callbacks=[timer], verbose=0, shuffle=False)
         flops = model_flops(model)
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -157,9 +157,7 @@ def _child(args) -> int:
     intra, inter = args.child_threads
     tf.config.threading.set_intra_op_parallelism_threads(intra)
     tf.config.threading.set_inter_op_parallelism_threads(inter)
-    from ssl_keras import config as config_lib
-
-    cfg = config_lib.preset(args.preset)
+    cfg = preset_config(args.preset, args.image_size)
     result = train_rate(cfg.model, cfg.data.image_size, args.child_photos, args.samples,
                         jit=args.child_jit, policy=args.child_policy)
     print("RESULT " + json.dumps(result), flush=True)
@@ -168,6 +166,7 @@ def _child(args) -> int:
 
 def _in_subprocess(args, threads, photos, jit=False, policy="float32") -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--preset", args.preset, "--samples", str(args.samples),
+           "--image-size", str(args.image_size),
            "--child-threads", str(threads[0]), str(threads[1]), "--child-photos", str(photos),
            "--child-policy", policy] + (["--child-jit"] if jit else [])
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -181,6 +180,7 @@ def _in_subprocess(args, threads, photos, jit=False, policy="float32") -> dict:
 def _parse(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="default", help="config preset whose model and batch are 'before'")
+    p.add_argument("--image-size", type=int, help="pixels a side (default: the preset's)")
     p.add_argument("--samples", type=int, default=768, help="rotated samples in each timed epoch (default 768)")
     p.add_argument("--batches", type=int, nargs="+", default=[16, 32, 128], help="photos per batch to try")
     p.add_argument("--widths", type=float, nargs="+", default=[0.5, 2.0], help="channel multipliers to try")
@@ -201,11 +201,11 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.child_threads:
         return _child(args)
-    from ssl_keras import config as config_lib
     from ssl_keras import models
 
     started = time.time()
-    cfg = config_lib.preset(args.preset)
+    cfg = preset_config(args.preset, args.image_size)
+    args.image_size = cfg.data.image_size  # the children measure the same size
     size, photos, base_model = cfg.data.image_size, cfg.data.batch_size, cfg.model
     host = machine()
     print(host, flush=True)
@@ -309,7 +309,8 @@ def main(argv=None) -> int:
         "so they are reported, not adopted. Data format: TensorFlow's CPU convolutions are NHWC "
         "(channels_last, the project's layout), so channels_first is not tried here.",
         "",
-        f"Command: `python benchmarks/bench_compute.py --preset {args.preset} --samples {args.samples}` "
+        f"Command: `python benchmarks/bench_compute.py --preset {args.preset} --image-size {size} "
+        f"--samples {args.samples}` "
         f"({time.time() - started:.0f} s)",
         f"Machine: {host}.",
     ]

@@ -32,7 +32,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import machine, write_table  # noqa: E402
+from common import machine, preset_config, write_table  # noqa: E402
 
 
 def _parse(argv):
@@ -40,6 +40,7 @@ def _parse(argv):
     p.add_argument("--data-dir", default=os.path.join(REPO, "..", "shared", "data", "dogs"),
                    help="ImageFolder of photos (default: <repo>/../shared/data/dogs)")
     p.add_argument("--preset", default="default", help="config preset for image size, batch size and model")
+    p.add_argument("--image-size", type=int, help="pixels a side (default: the preset's)")
     p.add_argument("--photos", type=int, default=1024, help="photos per epoch of each pipeline (default 1024)")
     p.add_argument("--train-steps", type=int, default=8, help="timed training steps (default 8)")
     p.add_argument("--seed", type=int, default=0)
@@ -135,7 +136,8 @@ def train_speed(model_cfg, stage, image_size, batches, steps, train_ds=None):
     model = models.build_rotation_model(model_cfg, image_size)
     train.compile_model(model, stage, steps)
     timer = Timer()
-    model.fit(train_ds, epochs=3, steps_per_epoch=steps, callbacks=[timer], verbose=0)
+    model.fit(train_ds, epochs=3, steps_per_epoch=steps, callbacks=[timer], verbose=0,
+              shuffle=False)
     rotated = int(batches[0][0].shape[0])
     return steps * rotated // 4 / timer.seconds, timer.seconds
 
@@ -143,10 +145,9 @@ def train_speed(model_cfg, stage, image_size, batches, steps, train_ds=None):
 def main(argv=None) -> int:
     args = _parse(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from ssl_keras import config as config_lib
     from ssl_keras import data
 
-    cfg = config_lib.preset(args.preset)
+    cfg = preset_config(args.preset, args.image_size)
     d = cfg.data
     started = time.time()
     source, keys, skipped = _photos(args.data_dir, args.photos, args.seed)
@@ -204,7 +205,8 @@ def main(argv=None) -> int:
         + ", ".join(f"{r[2] / train_mem:.0f}× (epoch {r[1].split()[0]})" for r in project) + ". "
         f"Training on the real pipeline runs at {100 * train_real / train_mem:.0f}% of its in-memory speed.",
         "",
-        f"Command: `python benchmarks/bench_pipeline.py --preset {args.preset} --photos {args.photos} "
+        f"Command: `python benchmarks/bench_pipeline.py --preset {args.preset} --image-size {d.image_size} "
+        f"--photos {args.photos} "
         f"--train-steps {args.train_steps}` ({time.time() - started:.0f} s)",
         f"Machine: {host}.",
     ]

@@ -22,6 +22,14 @@ def machine() -> str:
             f"load average {os.getloadavg()[0]:.1f} at the start")
 
 
+def preset_config(name: str, image_size: int | None = None):
+    """The named preset, at `image_size` when given (a benchmark's `--image-size`)."""
+    from ssl_keras import config as config_lib
+
+    cfg = config_lib.preset(name)
+    return config_lib.override(cfg, {"data": {"image_size": image_size}}) if image_size else cfg
+
+
 def write_table(lines, path: str) -> str:
     """Joins a benchmark's table lines, writes them to `path` (folders made) and prints them."""
     text = "\n".join(lines) + "\n"
