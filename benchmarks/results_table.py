@@ -2,12 +2,16 @@
 
     python benchmarks/results_table.py --preset default --seeds 0 1 2 --data-dir ../shared/data/dogs
     python benchmarks/results_table.py --preset default --name default-12ep -- --pretext-epochs 12
+    python benchmarks/results_table.py --preset default --also-freeze 2 none   # + other blocks frozen
 
 Each seed is a normal run (`python -m ssl_keras.run STAGE --preset P --seed S --run-dir models/results-NAME/seedS
 --resume [flags after --]` for the stages baseline, pretext, finetune, evaluate, report); NAME is the preset unless
 `--name` says otherwise. A finished seed is not run again (its report.json is read back), an interrupted one
 resumes. Writes, under `results/NAME/`: table.md (mean +/- std of each method, with the command and
 the machine), comparison.png, and per seed the run's report.json, config.json and curves.
+
+`--also-freeze N...` fine-tunes each seed's rotation model again with N blocks frozen, in a copy of the run
+(`models/results-NAME/seedS-variants`, so the run itself is left as it was), and adds a row per setting.
 """
 
 import argparse
@@ -41,6 +45,8 @@ def main(argv=None):
     p.add_argument("--data-dir", default="../shared/data/dogs")
     p.add_argument("--out", default="results")
     p.add_argument("--name", help="names the run and result directories (default: the preset)")
+    p.add_argument("--also-freeze", nargs="+", default=[], metavar="N",
+                   help="fine-tune again with these blocks frozen (`none`, or a count), a row each")
     p.add_argument("extra", nargs="*", help="more flags for ssl_keras.run, after --")
     args = p.parse_args(argv)
     name = args.name or args.preset
@@ -64,6 +70,8 @@ def main(argv=None):
                 shutil.copy(src, os.path.join(keep_dir, rel))
         with open(os.path.join(run_dir, "report.json")) as f:
             reports.append(json.load(f))
+        for freeze in args.also_freeze:
+            reports[-1][f"ssl_freeze_{freeze}"] = _also_freeze(run_dir, freeze, keep_dir)
 
     def stat(key, field="test_accuracy"):
         vals = [r[key][field] for r in reports if r[key].get(field) is not None]
@@ -82,24 +90,30 @@ def main(argv=None):
         "|---|---|---|",
     ]
     bars = {}
-    for label, key in METHODS:
+    methods = [*METHODS, *[(f"SSL, fine-tuned, `--freeze {f}`", f"ssl_freeze_{f}") for f in args.also_freeze]]
+    for label, key in methods:
         s = stat(key)
         if s:
             lines.append(f"| {label} | {100 * s[0]:.1f} ± {100 * s[1]:.1f} % | "
                          + ", ".join(f"{100 * v:.1f}" for v in s[2]) + " |")
-            bars[label.split(" (")[0]] = (s[0], s[1])
+            if key in dict(METHODS).values():
+                bars[label.split(" (")[0]] = (s[0], s[1])
     pre = stat("pretext", "val_accuracy")
     lines.append(f"| rotation task (validation) | {100 * pre[0]:.1f} ± {100 * pre[1]:.1f} % | "
                  + ", ".join(f"{100 * v:.1f}" for v in pre[2]) + " |")
-    gain = [r["ssl"]["test_accuracy"] - r["baseline"]["test_accuracy"] for r in reports]
-    lines += ["", f"Fine-tuned SSL minus baseline: {100 * statistics.mean(gain):+.1f} points on average "
-              f"({', '.join(f'{100 * g:+.1f}' for g in gain)}).",
-              "Wall time per seed (s): " + "; ".join(
+    lines.append("")
+    for key, label in [("ssl", "Fine-tuned SSL"),
+                       *[(f"ssl_freeze_{f}", f"Fine-tuned SSL (`--freeze {f}`)") for f in args.also_freeze]]:
+        gain = [r[key]["test_accuracy"] - r["baseline"]["test_accuracy"] for r in reports]
+        lines.append(f"{label} minus baseline: {100 * statistics.mean(gain):+.1f} points on average "
+                     f"({', '.join(f'{100 * g:+.1f}' for g in gain)}).")
+    lines += ["Wall time per seed (s): " + "; ".join(
                   ", ".join(f"{k} {v:.0f}" for k, v in r["wall_time_s"].items()) for r in reports),
               "",
               "Command: `python benchmarks/results_table.py " + " ".join(
                   [f"--preset {args.preset}", f"--seeds {' '.join(map(str, args.seeds))}",
                    f"--data-dir {args.data_dir}"] + ([f"--name {args.name}"] if args.name else [])
+                  + ([f"--also-freeze {' '.join(args.also_freeze)}"] if args.also_freeze else [])
                   + (["--", *args.extra] if args.extra else [])) + "`",
               f"Machine: {machine()}; TensorFlow backend."]
     os.makedirs(out, exist_ok=True)
@@ -108,6 +122,28 @@ def main(argv=None):
     plots.comparison(bars, os.path.join(out, "comparison.png"),
                      f"Test accuracy, {c['labelled']} labels, mean ± std over {len(reports)} seeds")
     print("\n".join(lines))
+
+
+def _also_freeze(run_dir: str, freeze: str, keep_dir: str) -> dict:
+    """The test metrics of the run's rotation model fine-tuned with `freeze` blocks frozen (trained in a copy)."""
+    copy, name = run_dir + "-variants", f"finetune_{freeze}"
+    metrics = os.path.join(copy, name, "test_metrics.json")
+    if not os.path.exists(metrics):
+        os.makedirs(copy, exist_ok=True)
+        for rel in ("config.json", "split.json", "skipped.json"):
+            shutil.copy(os.path.join(run_dir, rel), copy)
+        shutil.copytree(os.path.join(run_dir, "pretext"), os.path.join(copy, "pretext"), dirs_exist_ok=True)
+        for stage in ("finetune", "evaluate"):
+            cmd = [sys.executable, "-m", "ssl_keras.run", stage, "--run-dir", copy, "--resume", "--freeze", freeze,
+                   *(["--set", "also_frozen=false"] if stage == "finetune" else [])]
+            print("$", " ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True)
+    os.makedirs(os.path.join(keep_dir, name), exist_ok=True)
+    for f in FINETUNE_KEEP:
+        if os.path.exists(os.path.join(copy, name, f)):
+            shutil.copy(os.path.join(copy, name, f), os.path.join(keep_dir, name, f))
+    with open(metrics) as f:
+        return {"test_accuracy": json.load(f)["accuracy"]}
 
 
 if __name__ == "__main__":

@@ -72,3 +72,46 @@ def test_unfinished_seed_runs_every_stage_into_its_run_dir(tmp_path, monkeypatch
     assert cmd[1:4] == ["-m", "ssl_keras.run", "baseline"]
     assert cmd[cmd.index("--run-dir") + 1] == "models/results-quick/seed3"
     assert cmd[-3:] == ["--resume", "--set", "pretext.zoom=0.1"]
+
+
+def test_also_freeze_fine_tunes_a_copy_and_adds_a_row(tmp_path, monkeypatch):
+    rt = _load()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(rt, "machine", lambda: "test machine")
+    runs = tmp_path / "models" / "results-default"
+    for seed, (baseline, ssl) in enumerate([(0.28, 0.36), (0.30, 0.35)]):
+        run = runs / f"seed{seed}"
+        _finished_run(run, baseline, ssl)
+        for name in ("config.json", "split.json", "skipped.json"):
+            (run / name).write_text("{}")
+        (run / "pretext").mkdir()
+        (run / "pretext" / "best.keras").write_text("weights")
+    calls = []
+
+    def fake_run(cmd, check):  # "trains": writes the test metrics that `evaluate` would
+        calls.append(cmd)
+        copy, freeze = cmd[cmd.index("--run-dir") + 1], cmd[cmd.index("--freeze") + 1]
+        assert (tmp_path / copy / "pretext" / "best.keras").exists() and (tmp_path / copy / "config.json").exists()
+        if cmd[3] == "evaluate":
+            (tmp_path / copy / f"finetune_{freeze}").mkdir(parents=True)
+            acc = {"none": 0.40, "2": 0.31}[freeze] + (0.01 if copy.endswith("seed1-variants") else 0)
+            (tmp_path / copy / f"finetune_{freeze}" / "test_metrics.json").write_text(json.dumps({"accuracy": acc}))
+
+    monkeypatch.setattr(rt.subprocess, "run", fake_run)
+    rt.main(["--preset", "default", "--seeds", "0", "1", "--also-freeze", "none", "2"])
+
+    assert [c[3] for c in calls] == ["finetune", "evaluate"] * 4
+    assert all(c[c.index("--run-dir") + 1].endswith("-variants") for c in calls)
+    assert sorted(p.name for p in runs.iterdir()) == ["seed0", "seed0-variants", "seed1", "seed1-variants"]
+    assert not (runs / "seed0" / "finetune_none").exists()  # the table's own run is left as it was
+    table = (tmp_path / "results" / "default" / "table.md").read_text()
+    assert "| SSL, fine-tuned, `--freeze none` | 40.5 ± 0.7 % | 40.0, 41.0 |" in table
+    assert "| SSL, fine-tuned, `--freeze 2` | 31.5 ± 0.7 % | 31.0, 32.0 |" in table
+    assert "Fine-tuned SSL minus baseline: +6.5 points on average (+8.0, +5.0)." in table
+    assert "Fine-tuned SSL (`--freeze none`) minus baseline: +11.5 points on average (+12.0, +11.0)." in table
+    assert "--data-dir ../shared/data/dogs --also-freeze none 2`" in table
+    assert (tmp_path / "results" / "default" / "seed1" / "finetune_none" / "test_metrics.json").exists()
+
+    calls.clear()  # a second call reads the finished variants back
+    rt.main(["--preset", "default", "--seeds", "0", "1", "--also-freeze", "none", "2"])
+    assert calls == []
