@@ -152,8 +152,8 @@ def quick() -> Config:
     9000 photos). Test accuracy on 1000 ImageWoof val photos, seeds 0-2 (`python benchmarks/results_table.py
     --preset quick --seeds 0 1 2`, results/quick/): baseline 29.0 +/- 1.9 %, SSL fine-tuned 32.2 +/- 4.2 %
     (+4.6, +0.4, +4.5 points), SSL frozen 21.9 +/- 2.3 %; rotation task 74.6 %. The effect shows, weakly and
-    not on every seed: the `default` preset's 24 rotation epochs give +7.5 points over 3 seeds. (The first `quick`, 6 rotation epochs on
-    5400 photos with early stopping, showed none: README, "What we tried".)
+    not on every seed: the `default` preset's 24 rotation epochs give +7.5 points over 3 seeds. (The first
+    `quick`, 6 rotation epochs on 5400 photos with early stopping, showed none: README, "What we tried".)
     """
     return Config(
         preset="quick",
