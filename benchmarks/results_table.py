@@ -58,16 +58,11 @@ def main(argv=None):
             for stage in ("baseline", "pretext", "finetune", "evaluate", "report"):  # all but export
                 cmd = [sys.executable, "-m", "ssl_keras.run", stage, "--preset", args.preset, "--seed", str(seed),
                        "--data-dir", args.data_dir, "--run-dir", run_dir, "--resume", *args.extra]
-                print("$", " ".join(cmd), flush=True)
-                subprocess.run(cmd, check=True)
+                _run(cmd)
         keep_dir = os.path.join(out, f"seed{seed}")
         finetuned = [os.path.join(d, f) for d in os.listdir(run_dir) if d.startswith("finetune_")
                      for f in FINETUNE_KEEP]
-        for rel in (*KEEP, *finetuned):
-            src = os.path.join(run_dir, rel)
-            if os.path.exists(src):
-                os.makedirs(os.path.dirname(os.path.join(keep_dir, rel)), exist_ok=True)
-                shutil.copy(src, os.path.join(keep_dir, rel))
+        _keep(run_dir, (*KEEP, *finetuned), keep_dir)
         with open(os.path.join(run_dir, "report.json")) as f:
             reports.append(json.load(f))
         for freeze in args.also_freeze:
@@ -90,20 +85,19 @@ def main(argv=None):
         "|---|---|---|",
     ]
     bars = {}
-    methods = [*METHODS, *[(f"SSL, fine-tuned, `--freeze {f}`", f"ssl_freeze_{f}") for f in args.also_freeze]]
-    for label, key in methods:
+    variants = [(f"ssl_freeze_{f}", f"`--freeze {f}`") for f in args.also_freeze]  # (report key, what differs)
+    for label, key in [*METHODS, *[(f"SSL, fine-tuned, {what}", key) for key, what in variants]]:
         s = stat(key)
         if s:
             lines.append(f"| {label} | {100 * s[0]:.1f} ± {100 * s[1]:.1f} % | "
                          + ", ".join(f"{100 * v:.1f}" for v in s[2]) + " |")
-            if key in dict(METHODS).values():
+            if (label, key) in METHODS:  # the plot compares the three methods only
                 bars[label.split(" (")[0]] = (s[0], s[1])
     pre = stat("pretext", "val_accuracy")
     lines.append(f"| rotation task (validation) | {100 * pre[0]:.1f} ± {100 * pre[1]:.1f} % | "
                  + ", ".join(f"{100 * v:.1f}" for v in pre[2]) + " |")
     lines.append("")
-    for key, label in [("ssl", "Fine-tuned SSL"),
-                       *[(f"ssl_freeze_{f}", f"Fine-tuned SSL (`--freeze {f}`)") for f in args.also_freeze]]:
+    for key, label in [("ssl", "Fine-tuned SSL"), *[(key, f"Fine-tuned SSL ({what})") for key, what in variants]]:
         gain = [r[key]["test_accuracy"] - r["baseline"]["test_accuracy"] for r in reports]
         lines.append(f"{label} minus baseline: {100 * statistics.mean(gain):+.1f} points on average "
                      f"({', '.join(f'{100 * g:+.1f}' for g in gain)}).")
@@ -124,6 +118,20 @@ def main(argv=None):
     print("\n".join(lines))
 
 
+def _run(cmd: list[str]) -> None:
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def _keep(run_dir: str, rels, keep_dir: str) -> None:
+    """Copies the files `rels` (paths inside `run_dir`) that exist to the same paths under `keep_dir`."""
+    for rel in rels:
+        src = os.path.join(run_dir, rel)
+        if os.path.exists(src):
+            os.makedirs(os.path.dirname(os.path.join(keep_dir, rel)), exist_ok=True)
+            shutil.copy(src, os.path.join(keep_dir, rel))
+
+
 def _also_freeze(run_dir: str, freeze: str, keep_dir: str) -> dict:
     """The test metrics of the run's rotation model fine-tuned with `freeze` blocks frozen (trained in a copy)."""
     copy, name = run_dir + "-variants", f"finetune_{freeze}"
@@ -136,12 +144,8 @@ def _also_freeze(run_dir: str, freeze: str, keep_dir: str) -> dict:
         for stage in ("finetune", "evaluate"):
             cmd = [sys.executable, "-m", "ssl_keras.run", stage, "--run-dir", copy, "--resume", "--freeze", freeze,
                    *(["--set", "also_frozen=false"] if stage == "finetune" else [])]
-            print("$", " ".join(cmd), flush=True)
-            subprocess.run(cmd, check=True)
-    os.makedirs(os.path.join(keep_dir, name), exist_ok=True)
-    for f in FINETUNE_KEEP:
-        if os.path.exists(os.path.join(copy, name, f)):
-            shutil.copy(os.path.join(copy, name, f), os.path.join(keep_dir, name, f))
+            _run(cmd)
+    _keep(copy, [os.path.join(name, f) for f in FINETUNE_KEEP], keep_dir)
     with open(metrics) as f:
         return {"test_accuracy": json.load(f)["accuracy"]}
 

@@ -5,6 +5,7 @@ No photo is committed: the folder is built in a temporary directory from `<repo>
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -14,6 +15,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DOGS = REPO.parent / "shared" / "data" / "dogs"
+
+
+def load_benchmark(name: str):
+    """A script of `benchmarks/` as a module (they are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 # Files that cannot be used: they must be skipped, each with a reason.
 BAD = ("corrupt.jpg", "truncated.jpg", "empty.jpg", "text.jpg")

@@ -1,20 +1,11 @@
 """A benchmark's `--image-size` reaches what it measures and the command it prints (tiny sizes, seconds)."""
 
-import importlib.util
-
-from conftest import REPO
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_benchmark
 
 
 def test_pipeline_benchmark_measures_and_prints_the_image_size(dogs_dir, tmp_path):
     out = tmp_path / "pipeline.md"
-    bench = _load("bench_pipeline")
+    bench = load_benchmark("bench_pipeline")
     assert bench.main(["--data-dir", dogs_dir, "--preset", "tiny", "--image-size", "40", "--photos", "32",
                        "--train-steps", "1", "--out", str(out)]) == 0
     text = out.read_text()

@@ -3,19 +3,15 @@
 No training: each seed's run directory already has its report.json, and starting a run would be a failure.
 """
 
-import importlib.util
 import json
 
 import pytest
 
-from conftest import REPO
+from conftest import load_benchmark
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("results_table", REPO / "benchmarks" / "results_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("results_table")
 
 
 def _finished_run(run_dir, baseline, ssl):
