@@ -12,6 +12,10 @@ the machine), comparison.png, and per seed the run's report.json, config.json an
 
 `--also-freeze N...` fine-tunes each seed's rotation model again with N blocks frozen, in a copy of the run
 (`models/results-NAME/seedS-variants`, so the run itself is left as it was), and adds a row per setting.
+
+`--pretext-from OTHER` starts each seed from the rotation model of `models/results-OTHER/seedS` (copied with its
+config and split) instead of training one: for flags after `--` that change only the labelled stages, e.g.
+    python benchmarks/results_table.py --name default-drop02 --pretext-from default -- --set model.dropout=0.2
 """
 
 import argparse
@@ -47,6 +51,8 @@ def main(argv=None):
     p.add_argument("--name", help="names the run and result directories (default: the preset)")
     p.add_argument("--also-freeze", nargs="+", default=[], metavar="N",
                    help="fine-tune again with these blocks frozen (`none`, or a count), a row each")
+    p.add_argument("--pretext-from", metavar="OTHER",
+                   help="reuse the rotation models (and splits) of results table OTHER's runs")
     p.add_argument("extra", nargs="*", help="more flags for ssl_keras.run, after --")
     args = p.parse_args(argv)
     name = args.name or args.preset
@@ -55,6 +61,8 @@ def main(argv=None):
     for seed in args.seeds:
         run_dir = os.path.join("models", f"results-{name}", f"seed{seed}")
         if not os.path.exists(os.path.join(run_dir, "report.json")):
+            if args.pretext_from and not os.path.exists(os.path.join(run_dir, "pretext")):
+                _copy_pretext(os.path.join("models", f"results-{args.pretext_from}", f"seed{seed}"), run_dir)
             for stage in ("baseline", "pretext", "finetune", "evaluate", "report"):  # all but export
                 cmd = [sys.executable, "-m", "ssl_keras.run", stage, "--preset", args.preset, "--seed", str(seed),
                        "--data-dir", args.data_dir, "--run-dir", run_dir, "--resume", *args.extra]
@@ -62,7 +70,9 @@ def main(argv=None):
         keep_dir = os.path.join(out, f"seed{seed}")
         finetuned = [os.path.join(d, f) for d in os.listdir(run_dir) if d.startswith("finetune_")
                      for f in FINETUNE_KEEP]
-        _keep(run_dir, (*KEEP, *finetuned), keep_dir)
+        kept = [k for k in KEEP  # with --pretext-from, the split and the rotation stage are kept in OTHER's
+                if not (args.pretext_from and (k == "split.json" or k.startswith("pretext/")))]
+        _keep(run_dir, (*kept, *finetuned), keep_dir)
         with open(os.path.join(run_dir, "report.json")) as f:
             reports.append(json.load(f))
         for freeze in args.also_freeze:
@@ -107,6 +117,7 @@ def main(argv=None):
               "Command: `python benchmarks/results_table.py " + " ".join(
                   [f"--preset {args.preset}", f"--seeds {' '.join(map(str, args.seeds))}",
                    f"--data-dir {args.data_dir}"] + ([f"--name {args.name}"] if args.name else [])
+                  + ([f"--pretext-from {args.pretext_from}"] if args.pretext_from else [])
                   + ([f"--also-freeze {' '.join(args.also_freeze)}"] if args.also_freeze else [])
                   + (["--", *args.extra] if args.extra else [])) + "`",
               f"Machine: {machine()}; TensorFlow backend."]
@@ -132,15 +143,22 @@ def _keep(run_dir: str, rels, keep_dir: str) -> None:
             shutil.copy(src, os.path.join(keep_dir, rel))
 
 
+def _copy_pretext(src: str, dst: str) -> None:
+    """Copies a run's config, split and finished rotation stage into `dst`, to train other stages from them."""
+    if not os.path.exists(os.path.join(src, "pretext", "best.keras")):
+        raise SystemExit(f"No rotation model at {src}/pretext/best.keras to start from. Run that table first.")
+    os.makedirs(dst, exist_ok=True)
+    for rel in ("config.json", "split.json", "skipped.json"):
+        shutil.copy(os.path.join(src, rel), dst)
+    shutil.copytree(os.path.join(src, "pretext"), os.path.join(dst, "pretext"), dirs_exist_ok=True)
+
+
 def _also_freeze(run_dir: str, freeze: str, keep_dir: str) -> dict:
     """The test metrics of the run's rotation model fine-tuned with `freeze` blocks frozen (trained in a copy)."""
     copy, name = run_dir + "-variants", f"finetune_{freeze}"
     metrics = os.path.join(copy, name, "test_metrics.json")
     if not os.path.exists(metrics):
-        os.makedirs(copy, exist_ok=True)
-        for rel in ("config.json", "split.json", "skipped.json"):
-            shutil.copy(os.path.join(run_dir, rel), copy)
-        shutil.copytree(os.path.join(run_dir, "pretext"), os.path.join(copy, "pretext"), dirs_exist_ok=True)
+        _copy_pretext(run_dir, copy)
         for stage in ("finetune", "evaluate"):
             cmd = [sys.executable, "-m", "ssl_keras.run", stage, "--run-dir", copy, "--resume", "--freeze", freeze,
                    *(["--set", "also_frozen=false"] if stage == "finetune" else [])]

@@ -70,6 +70,40 @@ def test_unfinished_seed_runs_every_stage_into_its_run_dir(tmp_path, monkeypatch
     assert cmd[-3:] == ["--resume", "--set", "pretext.zoom=0.1"]
 
 
+def test_pretext_from_starts_each_seed_from_the_other_tables_rotation_model(tmp_path, monkeypatch):
+    rt = _load()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(rt, "machine", lambda: "test machine")
+    src = tmp_path / "models" / "results-default" / "seed0"
+    (src / "pretext").mkdir(parents=True)
+    (src / "pretext" / "best.keras").write_text("rotation weights")
+    for name in ("config.json", "split.json", "skipped.json"):
+        (src / name).write_text(json.dumps({"from": name}))
+    calls = []
+
+    def fake_run(cmd, check):  # each stage sees the copied rotation model; `report` writes the report
+        calls.append(cmd)
+        run = tmp_path / cmd[cmd.index("--run-dir") + 1]
+        assert (run / "pretext" / "best.keras").read_text() == "rotation weights"
+        assert json.loads((run / "split.json").read_text()) == {"from": "split.json"}
+        if cmd[3] == "report":
+            _finished_run(run, 0.28, 0.37)
+
+    monkeypatch.setattr(rt.subprocess, "run", fake_run)
+    rt.main(["--seeds", "0", "--name", "drop", "--pretext-from", "default", "--", "--set", "model.dropout=0.2"])
+
+    assert [c[3] for c in calls] == ["baseline", "pretext", "finetune", "evaluate", "report"]
+    assert all(c[-2:] == ["--set", "model.dropout=0.2"] for c in calls)
+    assert sorted(p.name for p in src.iterdir()) == ["config.json", "pretext", "skipped.json", "split.json"]
+    table = (tmp_path / "results" / "drop" / "table.md").read_text()
+    assert "--name drop --pretext-from default -- --set model.dropout=0.2`" in table
+    kept = tmp_path / "results" / "drop" / "seed0"
+    assert (kept / "report.json").exists() and not (kept / "split.json").exists()  # the split is default's
+
+    with pytest.raises(SystemExit, match="No rotation model at models/results-none/seed0/pretext/best.keras"):
+        rt.main(["--seeds", "0", "--name", "other", "--pretext-from", "none"])
+
+
 def test_also_freeze_fine_tunes_a_copy_and_adds_a_row(tmp_path, monkeypatch):
     rt = _load()
     monkeypatch.chdir(tmp_path)
