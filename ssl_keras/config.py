@@ -124,6 +124,7 @@ class Config:
     pretext: StageConfig = field(default_factory=lambda: StageConfig(epochs=10, patience=0))
     finetune: StageConfig = field(default_factory=StageConfig)
     freeze: str = "1"  # RotNet: early blocks transfer best; later ones are retrained
+    transfer_blocks: int = 0  # blocks whose pretext weights are copied (0: all); later ones start fresh
     also_frozen: bool = True  # the default run also trains an all-frozen classifier, for comparison
     mixed_precision: bool = False
     strategy: str = "default"
@@ -139,6 +140,19 @@ class Config:
                 int(self.freeze) <= len(self.model.filters),
                 f"`freeze` must be at most the number of blocks ({len(self.model.filters)}). "
                 f"Received: {self.freeze}",
+            )
+        _check(
+            0 <= self.transfer_blocks <= len(self.model.filters),
+            f"`transfer_blocks` must be in [0, {len(self.model.filters)}] (0: every block). "
+            f"Received: {self.transfer_blocks}",
+        )
+        if self.transfer_blocks:
+            named = {"all": len(self.model.filters), "none": 0}
+            frozen = named[self.freeze] if self.freeze in named else int(self.freeze)
+            _check(
+                frozen <= self.transfer_blocks,
+                f"`freeze` ({self.freeze}) would freeze blocks that `transfer_blocks` ({self.transfer_blocks}) "
+                "leaves at their random initial values. Freeze at most the transferred blocks.",
             )
         _check(self.strategy in STRATEGIES, f"`strategy` must be one of {STRATEGIES}. Received: {self.strategy!r}")
         _check(self.top_k >= 1, f"`top_k` must be >= 1. Received: {self.top_k}")

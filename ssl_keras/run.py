@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=int, help="epochs of the labelled stages (baseline, finetune)")
     g.add_argument("--pretext-epochs", type=int, help="epochs of the rotation task")
     g.add_argument("--freeze", help="backbone blocks frozen when fine-tuning: all, none or N (first N blocks)")
+    g.add_argument("--transfer-blocks", type=int,
+                   help="copy only the first N pretext blocks; later blocks start fresh (default 0: all)")
     g.add_argument("--no-augment", action="store_true", help="no flip/translate/zoom in the labelled stages")
     g.add_argument("--mixed-precision", action="store_true", help="float16 compute (for GPUs)")
     g.add_argument("--strategy", choices=config_lib.STRATEGIES, help="distribution strategy")
@@ -82,7 +84,7 @@ def flag_overrides(args) -> dict:
     if args.no_augment:
         out.setdefault("baseline", {})["augment"] = False
         out.setdefault("finetune", {})["augment"] = False
-    for key in ("freeze", "strategy", "seed", "top_k"):
+    for key in ("freeze", "transfer_blocks", "strategy", "seed", "top_k"):
         if getattr(args, key) is not None:
             out[key] = getattr(args, key)
     if args.mixed_precision:
@@ -241,7 +243,8 @@ def _train_classifier(run: Run, name: str, pretext_model, freeze: str) -> dict:
                                         frozen_backbone=(freeze == "all"))
         copied = 0
         if pretext_model is not None:
-            copied = transfer.copy_backbone(pretext_model, model)
+            # the fully frozen comparison always takes the whole backbone
+            copied = transfer.copy_backbone(pretext_model, model, 0 if freeze == "all" else cfg.transfer_blocks)
             transfer.set_frozen(model, freeze)
         params = transfer.count_params(model)
         print(f"\n[{name}] {len(run.split['labelled'])} labelled photos; backbone weights copied: {copied}; "

@@ -5,12 +5,14 @@ import re
 BACKBONE = "backbone"
 
 
-def copy_backbone(source, target) -> int:
-    """Copies every backbone weight of `source` into `target` (dense layers are not touched).
+def copy_backbone(source, target, blocks: int = 0) -> int:
+    """Copies the backbone weights of `source` into `target` (dense layers are not touched).
 
     Weights are matched by path (`block1_conv1/kernel`, ...). Every weight the
     target's backbone expects must be found with the same shape: a partial copy
     raises instead of leaving some layers at their random initial values.
+    With `blocks=N` only the first N blocks are copied and the later ones keep
+    their fresh initial values, on purpose (RotNet's semi-supervised protocol).
 
     Returns:
         The number of weight tensors copied.
@@ -31,9 +33,10 @@ def copy_backbone(source, target) -> int:
             if names)
         raise ValueError(f"Backbone weights do not match ({detail}). Was the pretext model built with "
                          "the same `model` config (filters, convs_per_block)?")
-    for key, var in dst.items():
-        var.assign(src[key])
-    return len(dst)
+    copied = [key for key in dst if not blocks or (block_of(key) or 0) <= blocks]
+    for key in copied:
+        dst[key].assign(src[key])
+    return len(copied)
 
 
 def block_of(layer_name: str) -> int | None:

@@ -138,6 +138,8 @@ def _post_init_cases():
         (Config, {"freeze": "banana"}, "freeze"),
         (Config, {"freeze": "0"}, "freeze"),
         (Config, {"freeze": "5"}, "freeze"),  # the default backbone has 4 blocks
+        (Config, {"transfer_blocks": 5}, "transfer_blocks"),
+        (Config, {"transfer_blocks": -1}, "transfer_blocks"),
         (Config, {"strategy": "tpu"}, "strategy"),
         (Config, {"top_k": 0}, "top_k"),
     ]
@@ -162,6 +164,14 @@ def test_freeze_at_most_the_number_of_blocks():
     assert Config(model=ModelConfig(filters=(8, 16)), freeze="2").freeze == "2"
     with pytest.raises(ValueError, match="at most the number of blocks \\(2\\). Received: 3"):
         Config(model=ModelConfig(filters=(8, 16)), freeze="3")
+
+
+def test_transfer_blocks_must_cover_the_frozen_ones():
+    assert Config(freeze="2", transfer_blocks=2).transfer_blocks == 2
+    assert Config(freeze="none", transfer_blocks=1).transfer_blocks == 1
+    for freeze in ("3", "all"):
+        with pytest.raises(ValueError, match="would freeze blocks that `transfer_blocks` \\(2\\)"):
+            Config(freeze=freeze, transfer_blocks=2)
 
 
 def test_checks_also_run_on_override():

@@ -100,6 +100,22 @@ def test_copy_backbone_copies_exactly_the_backbone():
                                np.asarray(source.get_layer("backbone")(x, training=False)), rtol=1e-5, atol=1e-5)
 
 
+def test_copy_backbone_first_blocks_only():
+    source = models.build_rotation_model(CFG, SIZE)
+    _randomise(source, seed=1)
+    target = models.build_classifier(CFG, SIZE, 3)
+    before = _values(target.get_layer("backbone"))
+
+    copied = transfer.copy_backbone(source, target, blocks=2)
+
+    src, dst = _values(source.get_layer("backbone")), _values(target.get_layer("backbone"))
+    assert copied == 2 * 5
+    for path in dst:
+        expected = src[path] if transfer.block_of(path) <= 2 else before[path]
+        np.testing.assert_array_equal(dst[path], expected, err_msg=path)
+    assert not np.allclose(dst["block3_conv1/kernel"], src["block3_conv1/kernel"])
+
+
 @pytest.mark.parametrize(
     "source_cfg, problem, name",
     [

@@ -11,6 +11,7 @@ import os
 import shutil
 import time
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -80,6 +81,8 @@ def test_unknown_preset_option_or_stage_exits_2(capsys, argv, message):
         (["--set", "model.dropout=2"], "`dropout` must be in [0, 1). Received: 2.0"),
         (["--freeze", "banana"], "`freeze` must be 'all', 'none' or a number of blocks >= 1. Received: 'banana'"),
         (["--freeze", "3"], "`freeze` must be at most the number of blocks (2). Received: 3"),
+        (["--transfer-blocks", "3"], "`transfer_blocks` must be in [0, 2] (0: every block). Received: 3"),
+        (["--transfer-blocks", "1", "--freeze", "2"], "`freeze` (2) would freeze blocks that `transfer_blocks` (1)"),
         (["--set", "nosuch.key=1"], "Unknown config key(s) nosuch."),
         (["--set", "data.nosuch=1"], "Unknown config key(s) data.nosuch."),
         (["--set", "finetune.epochs"], "`--set` expects KEY=VALUE"),
@@ -268,6 +271,36 @@ def test_resume_skips_finished_stages(e2e, capsys):
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.keras")} == stamps  # nothing was trained again
     for stage in ("pretext", *CLASSIFIERS):
         assert len(train.read_history(str(run_dir / stage / "history.csv"))["loss"]) == 2
+
+
+@pytest.mark.slow
+def test_finetune_transfers_only_the_first_blocks(e2e, tmp_path, capsys):
+    import keras
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name in ("config.json", "split.json"):
+        shutil.copy(e2e[0] / name, run_dir / name)
+    shutil.copytree(e2e[0] / "pretext", run_dir / "pretext")
+    rc, _, err = _main(capsys, "finetune", "--run-dir", run_dir, "--resume", "--transfer-blocks", "1")
+    assert rc == 0, err
+    copied = {d: json.loads((run_dir / d / "stage.json").read_text())["weights_copied"]
+              for d in ("finetune_1", "finetune_all")}
+    assert copied == {"finetune_1": 5, "finetune_all": 10}  # the frozen comparison takes the whole backbone
+    def kernel(path, layer):
+        return np.ravel(keras.models.load_model(path).get_layer("backbone").get_layer(layer).kernel)
+
+    pretext = run_dir / "pretext" / "best.keras"
+    # Block 1 is frozen, so it still holds the pretext weights.
+    np.testing.assert_array_equal(kernel(run_dir / "finetune_1" / "final.keras", "block1_conv1"),
+                                  kernel(pretext, "block1_conv1"))
+    # Block 2 started fresh: two tiny epochs later it is unrelated to the pretext kernel, where the
+    # fully transferred run's block 2 is still close to it.
+    def corr(path):
+        return np.corrcoef(kernel(path, "block2_conv1"), kernel(pretext, "block2_conv1"))[0, 1]
+
+    assert corr(run_dir / "finetune_1" / "final.keras") < 0.3
+    assert corr(e2e[0] / "finetune_1" / "final.keras") > 0.9
 
 
 @pytest.mark.slow
