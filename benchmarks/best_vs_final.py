@@ -31,12 +31,13 @@ def final_accuracy(run_dir: str, name: str, cache: dict) -> float:
         with open(os.path.join(run_dir, "config.json")) as f:
             d = json.load(f)["data"]
         with open(os.path.join(run_dir, "split.json")) as f:
-            test = json.load(f)["test"]
+            split = json.load(f)
         source = data.open_source(d["data_dir"], d["tfds_name"])
-        cache[run_dir] = data.labelled_dataset(source, test, d["image_size"], d["batch_size"])
-    probs, labels = evaluate.predict_dataset(keras.models.load_model(os.path.join(run_dir, name, "final.keras")),
-                                             cache[run_dir])
-    return float((probs.argmax(axis=1) == labels).mean())
+        cache[run_dir] = (data.labelled_dataset(source, split["test"], d["image_size"], d["batch_size"]),
+                          split["classes"])
+    test, classes = cache[run_dir]
+    probs, labels = evaluate.predict_dataset(keras.models.load_model(os.path.join(run_dir, name, "final.keras")), test)
+    return evaluate.metrics(probs, labels, classes)["accuracy"]
 
 
 def main(argv=None) -> int:
@@ -52,9 +53,8 @@ def main(argv=None) -> int:
         acc = {}
         for name in sorted(os.listdir(run_dir)):
             metrics = os.path.join(run_dir, name, "test_metrics.json")
-            if name == "pretext" or not (os.path.exists(metrics) and os.path.exists(
-                    os.path.join(run_dir, name, "final.keras"))):
-                continue
+            if not (os.path.exists(metrics) and os.path.exists(os.path.join(run_dir, name, "final.keras"))):
+                continue  # the rotation stage, and classifiers not evaluated
             with open(metrics) as f:
                 best = json.load(f)["accuracy"]
             acc[name] = (best, final_accuracy(run_dir, name, cache))

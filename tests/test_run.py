@@ -287,6 +287,7 @@ def test_finetune_transfers_only_the_first_blocks(e2e, tmp_path, capsys):
     copied = {d: json.loads((run_dir / d / "stage.json").read_text())["weights_copied"]
               for d in ("finetune_1", "finetune_all")}
     assert copied == {"finetune_1": 5, "finetune_all": 10}  # the frozen comparison takes the whole backbone
+
     def kernel(path, layer):
         return np.ravel(keras.models.load_model(path).get_layer("backbone").get_layer(layer).kernel)
 
@@ -296,6 +297,7 @@ def test_finetune_transfers_only_the_first_blocks(e2e, tmp_path, capsys):
                                   kernel(pretext, "block1_conv1"))
     # Block 2 started fresh: two tiny epochs later it is unrelated to the pretext kernel, where the
     # fully transferred run's block 2 is still close to it.
+
     def corr(path):
         return np.corrcoef(kernel(path, "block2_conv1"), kernel(pretext, "block2_conv1"))[0, 1]
 
