@@ -388,6 +388,15 @@ def stage_report(run: Run, wall: dict) -> dict:
     return report
 
 
+def _trained_seconds(run: Run, stage: str) -> float:
+    """The training time the stage.json files of `stage` record (finetune: each classifier it trains)."""
+    cfg = run.cfg
+    names = {"finetune": {f"finetune_{cfg.freeze}", *(["finetune_all"] if cfg.also_frozen else [])}}.get(
+        stage, {stage})
+    paths = [run.path(n, "stage.json") for n in names]
+    return round(sum(read_json(p)["wall_time_s"] for p in paths if os.path.exists(p)), 1)
+
+
 def _read_image(source, key):
     """A photo of the run's source as a uint8 (H, W, 3) array."""
     import tensorflow as tf
@@ -515,11 +524,15 @@ def main(argv=None) -> int:
                 stage_report(run, wall)
             elif stage == "export":
                 stage_export(run, args.model, args.export_dir, args.model_name, top_k)
-            # A resumed run keeps the time of a training stage that it skipped in full.
-            skipped = stage in ("baseline", "pretext", "finetune") and run.trained == trained and stage in wall
-            if stage != "report" and not skipped:
+            if stage == "report":
+                continue
+            if stage in ("baseline", "pretext", "finetune") and run.trained == trained:
+                # Skipped by --resume: keep the time it took, or, for a stage trained elsewhere and copied
+                # in, read the time its stage.json recorded.
+                wall.setdefault(stage, _trained_seconds(run, stage))
+            else:
                 wall[stage] = round(time.time() - start, 1)
-                write_json(run.path("wall_time.json"), wall)
+            write_json(run.path("wall_time.json"), wall)
         return 0
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -145,3 +145,46 @@ def test_also_freeze_fine_tunes_a_copy_and_adds_a_row(tmp_path, monkeypatch):
     calls.clear()  # a second call reads the finished variants back
     rt.main(["--preset", "default", "--seeds", "0", "1", "--also-freeze", "none", "2"])
     assert calls == []
+
+
+# --- benchmarks/pool_seeds.py ----------------------------------------------------------------------------------
+
+
+def _kept_seed(table_dir, seed, baseline, ssl, **config):
+    seed_dir = table_dir / f"seed{seed}"
+    seed_dir.mkdir(parents=True)
+    (seed_dir / "report.json").write_text(json.dumps({
+        "seed": seed, "baseline": {"test_accuracy": baseline}, "ssl": {"test_accuracy": ssl},
+        "ssl_frozen": {"test_accuracy": None}}))
+    (seed_dir / "config.json").write_text(json.dumps({"seed": seed, "preset": "default", **config}))
+
+
+def test_pool_seeds_reproduces_a_committed_table(tmp_path):
+    """Pooling one table's own seeds gives that table's rows (results/default-96px, written by results_table)."""
+    from conftest import REPO
+
+    out = tmp_path / "pooled.md"
+    load_benchmark("pool_seeds").main([str(REPO / "results" / "default-96px"), "--out", str(out)])
+    table, pooled = (REPO / "results" / "default-96px" / "table.md").read_text(), out.read_text()
+    for method in ("baseline (from scratch)", "SSL, backbone frozen", "SSL, fine-tuned"):
+        row = next(line for line in table.splitlines() if line.startswith(f"| {method} |"))
+        assert row in pooled
+    assert "+8.9 ± 3.9 points (+11.3, +11.1, +4.4)" in pooled
+
+
+def test_pool_seeds_pools_tables_of_one_config_only(tmp_path):
+    pool = load_benchmark("pool_seeds")
+    _kept_seed(tmp_path / "a", 0, 0.28, 0.36, image_size=96)
+    _kept_seed(tmp_path / "b", 3, 0.30, 0.40, image_size=96)
+    out = tmp_path / "pooled.md"
+    pool.main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)])
+    assert "| SSL, fine-tuned | 38.0 ± 2.8 % | 36.0, 40.0 |" in out.read_text()
+    assert "+9.0 ± 1.4 points (+8.0, +10.0)" in out.read_text()
+
+    _kept_seed(tmp_path / "c", 4, 0.30, 0.40, image_size=64)
+    with pytest.raises(SystemExit, match=r"another config .*\['image_size'\]"):
+        pool.main([str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(out)])
+    with pytest.raises(SystemExit, match="Seed 0 appears twice"):
+        pool.main([str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(out)])
+    with pytest.raises(SystemExit, match="No seed"):
+        pool.main([str(tmp_path), "--out", str(out)])

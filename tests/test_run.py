@@ -315,6 +315,28 @@ def test_resume_keeps_wall_times(e2e, capsys):
 
 
 @pytest.mark.slow
+def test_resume_reads_the_time_of_a_stage_trained_elsewhere(e2e, capsys):
+    # A stage copied in from another run (benchmarks/results_table.py --pretext-from) has its stage.json but no
+    # entry in this run's wall_time.json: its time is the one its stage.json recorded, not the seconds of the skip.
+    run_dir = e2e[0]
+    path = run_dir / "wall_time.json"
+    saved = path.read_text()
+
+    def recorded(name):
+        return json.loads((run_dir / name / "stage.json").read_text())["wall_time_s"]
+
+    try:
+        path.write_text(json.dumps({k: v for k, v in json.loads(saved).items() if k not in ("pretext", "finetune")}))
+        for stage in ("pretext", "finetune"):
+            assert _main(capsys, stage, "--resume", "--run-dir", run_dir)[0] == 0
+        wall = json.loads(path.read_text())
+        assert wall["pretext"] == recorded("pretext") > 0
+        assert wall["finetune"] == pytest.approx(recorded("finetune_1") + recorded("finetune_all"), abs=0.1)
+    finally:
+        path.write_text(saved)
+
+
+@pytest.mark.slow
 def test_resume_times_a_stage_that_ran_again(e2e, capsys):
     run_dir = e2e[0]
     path = run_dir / "wall_time.json"
