@@ -3,8 +3,8 @@
     python benchmarks/pool_seeds.py results/default-96px results/default-96px-s34 --out results/default-96px-5seeds.md
 
 Every table directory that `results_table.py` writes keeps, per seed, the run's report.json and config.json.
-This reads them all, refuses to pool runs whose configs differ in anything but the seed (or that share a seed),
-and prints each method's test accuracy over every seed, and the fine-tuned SSL minus baseline gap.
+This reads them all, refuses to pool runs whose configs differ in anything but the seed (or that share a seed;
+an option added after a run was made counts at its default), and prints each method's test accuracy over every seed, and the fine-tuned SSL minus baseline gap.
 """
 
 import argparse
@@ -15,24 +15,29 @@ import shlex
 import statistics
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import write_table  # noqa: E402
 from results_table import METHODS  # noqa: E402
+
+from ssl_keras import config as config_lib  # noqa: E402
 
 
 def read_seeds(table_dirs) -> list[dict]:
     """The report.json of every seed under `table_dirs`, sorted by seed; SystemExit when they do not pool."""
     reports, config, where = {}, None, None
     for table_dir in table_dirs:
-        seed_dirs = sorted(glob.glob(os.path.join(table_dir, "seed*", "report.json")))
-        if not seed_dirs:
+        paths = sorted(glob.glob(os.path.join(table_dir, "seed*", "report.json")))
+        if not paths:
             raise SystemExit(f"No seed*/report.json under {table_dir!r}: is it a results_table.py directory?")
-        for path in seed_dirs:
+        for path in paths:
             with open(path) as f:
                 report = json.load(f)
             with open(os.path.join(os.path.dirname(path), "config.json")) as f:
-                cfg = {k: v for k, v in json.load(f).items() if k != "seed"}
+                # Resolved, so that a run made before an option existed reads as its default.
+                cfg = _flat(config_lib.to_dict(config_lib.from_dict(json.load(f))))
+            del cfg["seed"]
             if config is None:
                 config, where = cfg, path
             elif cfg != config:
@@ -43,6 +48,14 @@ def read_seeds(table_dirs) -> list[dict]:
                 raise SystemExit(f"Seed {report['seed']} appears twice ({path}); pool each seed once.")
             reports[report["seed"]] = report
     return [reports[s] for s in sorted(reports)]
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """{"data": {"image_size": 96}} -> {"data.image_size": 96}."""
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
 
 
 def main(argv=None) -> int:
