@@ -4,7 +4,8 @@
 
 Every table directory that `results_table.py` writes keeps, per seed, the run's report.json and config.json.
 This reads them all, refuses to pool runs whose configs differ in anything but the seed (or that share a seed;
-an option added after a run was made counts at its default), and prints each method's test accuracy over every seed, and the fine-tuned SSL minus baseline gap.
+an option added after a run was made counts at its default), and prints each method's test accuracy over every
+seed, and the fine-tuned SSL minus baseline gap.
 """
 
 import argparse

@@ -14,7 +14,8 @@ the machine), comparison.png, and per seed the run's report.json, config.json an
 (`models/results-NAME/seedS-variants`, so the run itself is left as it was), and adds a row per setting.
 
 `--pretext-from OTHER` starts each seed from the rotation model of `models/results-OTHER/seedS` (copied with its
-config and split) instead of training one: for flags after `--` that change only the labelled stages, e.g.
+config and split) instead of training one (its wall time is the one it took there): for flags after `--` that
+change only the labelled stages, e.g.
     python benchmarks/results_table.py --name default-drop02 --pretext-from default -- --set model.dropout=0.2
 """
 
