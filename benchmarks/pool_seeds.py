@@ -13,14 +13,13 @@ import glob
 import json
 import os
 import shlex
-import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import write_table  # noqa: E402
-from results_table import METHODS  # noqa: E402
+from results_table import METHODS, mean_std, row  # noqa: E402
 
 from ssl_keras import config as config_lib  # noqa: E402
 
@@ -69,14 +68,12 @@ def main(argv=None) -> int:
     lines = [f"Seeds {seeds} of {', '.join(args.table_dirs)}, one config.", "",
              "| method | test accuracy (mean ± std) | per seed |", "|---|---|---|"]
     for label, key in METHODS:
-        vals = [100 * r[key]["test_accuracy"] for r in reports if r[key].get("test_accuracy") is not None]
+        vals = [r[key]["test_accuracy"] for r in reports if r[key].get("test_accuracy") is not None]
         if len(vals) == len(reports):
-            std = statistics.stdev(vals) if len(vals) > 1 else 0.0
-            lines.append(f"| {label} | {statistics.mean(vals):.1f} ± {std:.1f} % | "
-                         + ", ".join(f"{v:.1f}" for v in vals) + " |")
+            lines.append(row(label, vals))
     gaps = [100 * (r["ssl"]["test_accuracy"] - r["baseline"]["test_accuracy"]) for r in reports]
-    std = statistics.stdev(gaps) if len(gaps) > 1 else 0.0
-    lines += ["", f"Fine-tuned SSL minus baseline: {statistics.mean(gaps):+.1f} ± {std:.1f} points "
+    mean, std = mean_std(gaps)
+    lines += ["", f"Fine-tuned SSL minus baseline: {mean:+.1f} ± {std:.1f} points "
               f"({', '.join(f'{g:+.1f}' for g in gaps)}).", "",
               f"Command: `python benchmarks/pool_seeds.py {shlex.join(sys.argv[1:] if argv is None else argv)}`"]
     write_table(lines, args.out)

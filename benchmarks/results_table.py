@@ -79,11 +79,8 @@ def main(argv=None):
         for freeze in args.also_freeze:
             reports[-1][f"ssl_freeze_{freeze}"] = _also_freeze(run_dir, freeze, keep_dir)
 
-    def stat(key, field="test_accuracy"):
-        vals = [r[key][field] for r in reports if r[key].get(field) is not None]
-        if not vals:
-            return None
-        return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0), vals
+    def values(key, field="test_accuracy"):
+        return [r[key][field] for r in reports if r[key].get(field) is not None]
 
     r0 = reports[0]
     c = r0["counts"]
@@ -98,15 +95,12 @@ def main(argv=None):
     bars = {}
     variants = [(f"ssl_freeze_{f}", f"`--freeze {f}`") for f in args.also_freeze]  # (report key, what differs)
     for label, key in [*METHODS, *[(f"SSL, fine-tuned, {what}", key) for key, what in variants]]:
-        s = stat(key)
-        if s:
-            lines.append(f"| {label} | {100 * s[0]:.1f} ± {100 * s[1]:.1f} % | "
-                         + ", ".join(f"{100 * v:.1f}" for v in s[2]) + " |")
+        vals = values(key)
+        if vals:
+            lines.append(row(label, vals))
             if (label, key) in METHODS:  # the plot compares the three methods only
-                bars[label.split(" (")[0]] = (s[0], s[1])
-    pre = stat("pretext", "val_accuracy")
-    lines.append(f"| rotation task (validation) | {100 * pre[0]:.1f} ± {100 * pre[1]:.1f} % | "
-                 + ", ".join(f"{100 * v:.1f}" for v in pre[2]) + " |")
+                bars[label.split(" (")[0]] = mean_std(vals)
+    lines.append(row("rotation task (validation)", values("pretext", "val_accuracy")))
     lines.append("")
     for key, label in [("ssl", "Fine-tuned SSL"), *[(key, f"Fine-tuned SSL ({what})") for key, what in variants]]:
         gain = [r[key]["test_accuracy"] - r["baseline"]["test_accuracy"] for r in reports]
@@ -128,6 +122,18 @@ def main(argv=None):
     plots.comparison(bars, os.path.join(out, "comparison.png"),
                      f"Test accuracy, {c['labelled']} labels, mean ± std over {len(reports)} seeds")
     print("\n".join(lines))
+
+
+def mean_std(vals) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def row(label: str, fractions) -> str:
+    """A table row: `label`, mean ± std and the per-seed values of `fractions` as percentages."""
+    mean, std = mean_std(fractions)
+    per_seed = ", ".join(f"{100 * v:.1f}" for v in fractions)
+    return f"| {label} | {100 * mean:.1f} ± {100 * std:.1f} % | {per_seed} |"
 
 
 def _run(cmd: list[str]) -> None:

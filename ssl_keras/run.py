@@ -390,9 +390,7 @@ def stage_report(run: Run, wall: dict) -> dict:
 
 def _trained_seconds(run: Run, stage: str) -> float:
     """The training time the stage.json files of `stage` record (finetune: each classifier it trains)."""
-    cfg = run.cfg
-    names = {"finetune": {f"finetune_{cfg.freeze}", *(["finetune_all"] if cfg.also_frozen else [])}}.get(
-        stage, {stage})
+    names = [name for name, _ in finetune_dirs(run.cfg)] if stage == "finetune" else [stage]
     paths = [run.path(n, "stage.json") for n in names]
     return round(sum(read_json(p)["wall_time_s"] for p in paths if os.path.exists(p)), 1)
 
