@@ -58,7 +58,8 @@ def _parse(argv):
                    help="labels per class to try; 'all' = as many as every class has (default: %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, help="epochs of the labelled stages (default: the preset's)")
-    p.add_argument("--patience", type=int, help="early-stopping patience of the labelled stages (default: the preset's)")
+    p.add_argument("--patience", type=int,
+                   help="early-stopping patience of the labelled stages (default: the preset's)")
     p.add_argument("--pretext-epochs", type=int, help="epochs of the rotation task (default: the preset's)")
     p.add_argument("--max-unlabelled", type=int, help="cap on the rotation pool (default: the preset's; 0: all)")
     p.add_argument("--max-test-per-class", type=int, help="cap on test photos per class (default: the preset's)")

@@ -73,6 +73,7 @@ class ModelConfig:
     dense_units: int = 128
     dropout: float = 0.5
     bn_momentum: float = 0.9  # Keras' 0.99 lags far behind with ~10 labelled batches an epoch
+    pretext_blocks: int = 0  # extra conv blocks in the rotation head only; transfer leaves them behind
 
     def __post_init__(self):
         object.__setattr__(self, "filters", tuple(self.filters))
@@ -88,6 +89,7 @@ class ModelConfig:
         _check(self.dense_units >= 1, f"`dense_units` must be >= 1. Received: {self.dense_units}")
         _check(0.0 <= self.dropout < 1.0, f"`dropout` must be in [0, 1). Received: {self.dropout}")
         _check(0.0 < self.bn_momentum < 1.0, f"`bn_momentum` must be in (0, 1). Received: {self.bn_momentum}")
+        _check(self.pretext_blocks >= 0, f"`pretext_blocks` must be >= 0. Received: {self.pretext_blocks}")
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,7 @@ def make_split(records, class_names, *, labels_per_class, val_per_class, test_fr
         ValueError: when a class has too few photos for the labels asked for.
     """
     rng = random.Random(seed)
+    test_rng = random.Random(f"{seed}:test")  # capping the test photos leaves the other parts as they are
     index = {c: i for i, c in enumerate(class_names)}
     by_class = defaultdict(list)
     for r in records:
@@ -202,7 +203,7 @@ def make_split(records, class_names, *, labels_per_class, val_per_class, test_fr
                 "Lower `--labels-per-class` or add photos.")
         if max_test_per_class:
             test = sorted(test, key=lambda r: r.key)
-            rng.shuffle(test)
+            test_rng.shuffle(test)
             test = test[:max_test_per_class]
         y = index[cls]
         split["labelled"] += [[r.key, y] for r in rest[:labels_per_class]]

@@ -48,7 +48,7 @@ def _head(features, num_outputs, pooling, dense_units, dropout, name):
     return keras.layers.Dense(num_outputs, activation="softmax", dtype="float32", name=name)(x)
 
 
-def _build(model_cfg, image_size, num_outputs, head_name, model_name, frozen_backbone=False):
+def _build(model_cfg, image_size, num_outputs, head_name, model_name, frozen_backbone=False, head_blocks=0):
     backbone = build_backbone(model_cfg.filters, model_cfg.convs_per_block, image_size, model_cfg.bn_momentum)
     inputs = keras.Input((None, None, 3), name="pixels")
     if frozen_backbone:
@@ -56,13 +56,25 @@ def _build(model_cfg, image_size, num_outputs, head_name, model_name, frozen_bac
         features = backbone(inputs, training=False)  # BatchNorm stays in inference mode
     else:
         features = backbone(inputs)
+    for i in range(1, head_blocks + 1):  # outside the backbone: transfer leaves them behind
+        features = keras.layers.Conv2D(2 * model_cfg.filters[-1], 3, padding="same", use_bias=False,
+                                       name=f"{head_name}_block{i}_conv")(features)
+        features = keras.layers.BatchNormalization(momentum=model_cfg.bn_momentum, name=f"{head_name}_block{i}_bn")(
+            features)
+        features = keras.layers.ReLU(name=f"{head_name}_block{i}_relu")(features)
     outputs = _head(features, num_outputs, model_cfg.pooling, model_cfg.dense_units, model_cfg.dropout, head_name)
     return keras.Model(inputs, outputs, name=model_name)
 
 
 def build_rotation_model(model_cfg, image_size):
-    """The backbone with a 4-way rotation head; output `rotation` (B, 4) softmax."""
-    return _build(model_cfg, image_size, 4, "rotation", "rotation_model")
+    """The backbone with a 4-way rotation head; output `rotation` (B, 4) softmax.
+
+    With `model_cfg.pretext_blocks=N` the head starts with N more conv -> BN -> ReLU
+    blocks (twice the last block's filters, no pooling). They are not part of the
+    backbone, so transfer drops them: the rotation-specific features they learn stay
+    behind (RotNet: a deeper pretext model makes its earlier blocks more general).
+    """
+    return _build(model_cfg, image_size, 4, "rotation", "rotation_model", head_blocks=model_cfg.pretext_blocks)
 
 
 def build_classifier(model_cfg, image_size, num_classes, frozen_backbone=False):

@@ -364,8 +364,9 @@ def stage_report(run: Run, wall: dict) -> dict:
             (("baseline", "baseline"), ("SSL frozen", "ssl_frozen"), (f"SSL freeze={cfg.freeze}", "ssl"))
             if report[key]["test_accuracy"] is not None and not (key == "ssl_frozen" and cfg.freeze == "all")}
     if bars:
+        counts = report["counts"]
         plots.comparison(bars, run.path("comparison.png"),
-                         f"Test accuracy, {report['counts']['labelled']} labels ({report['counts']['test']} test photos)")
+                         f"Test accuracy, {counts['labelled']} labels ({counts['test']} test photos)")
     best = ssl_name if report["ssl"]["test_accuracy"] is not None else "baseline"
     if os.path.exists(run.path(best, "best.keras")):
         import keras

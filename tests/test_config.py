@@ -129,6 +129,7 @@ def _post_init_cases():
         (ModelConfig, {"dense_units": 0}, "dense_units"),
         (ModelConfig, {"dropout": 1.0}, "dropout"),
         (ModelConfig, {"dropout": -0.1}, "dropout"),
+        (ModelConfig, {"pretext_blocks": -1}, "pretext_blocks"),
         (StageConfig, {"epochs": 0}, "epochs"),
         (StageConfig, {"learning_rate": 0.0}, "learning_rate"),
         (StageConfig, {"weight_decay": -1e-4}, "weight_decay"),

@@ -159,6 +159,12 @@ def test_split_caps_test_and_unlabelled(dog_records):
     assert Counter(y for _, y in split["test"]) == {0: 7, 1: 7, 2: 7}
     assert all(k.split("/")[1].startswith("imagewoof_val_") for k in _keys(split, "test"))
     assert len(split["unlabelled"]) == 270 and len(split["unlabelled_val"]) == 30
+    # The cap draws from its own generator: the same seed keeps the same labelled, validation and unlabelled
+    # photos with or without it (`quick` caps the test photos, `default` does not).
+    uncapped = data.make_split(dog_records, classes, labels_per_class=5, val_per_class=2, max_unlabelled=300, seed=0)
+    assert len(uncapped["test"]) > len(split["test"])
+    for part in ("labelled", "val", "unlabelled", "unlabelled_val"):
+        assert split[part] == uncapped[part], part
 
 
 def _synthetic(**sizes):

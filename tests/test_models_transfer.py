@@ -100,6 +100,27 @@ def test_copy_backbone_copies_exactly_the_backbone():
                                np.asarray(source.get_layer("backbone")(x, training=False)), rtol=1e-5, atol=1e-5)
 
 
+def test_pretext_blocks_stay_in_the_rotation_head(tmp_path):
+    cfg = ModelConfig(filters=(8, 16, 16), dense_units=16, dropout=0.0, pretext_blocks=2)
+    rotation = models.build_rotation_model(cfg, SIZE)
+    for i in (1, 2):
+        assert rotation.get_layer(f"rotation_block{i}_conv").kernel.shape[-1] == 2 * 16
+        rotation.get_layer(f"rotation_block{i}_bn")
+    assert rotation.get_layer("rotation_dense").kernel.shape == (2 * 16, 16)
+    classifier = models.build_classifier(cfg, SIZE, 3)  # the classifier never has them
+    assert not [layer.name for layer in classifier.layers if "_block" in layer.name]
+    assert _values(classifier.get_layer("backbone")).keys() == _values(rotation.get_layer("backbone")).keys()
+    # The saved rotation model loads with its head blocks, and only the backbone moves.
+    _randomise(rotation, seed=2)
+    rotation.save(tmp_path / "rotation.keras")
+    loaded = keras.models.load_model(tmp_path / "rotation.keras")
+    x = _pixels(2)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(rotation(x)), rtol=1e-5, atol=1e-6)
+    assert transfer.copy_backbone(loaded, classifier) == 3 * 5
+    np.testing.assert_allclose(np.asarray(classifier.get_layer("backbone")(x, training=False)),
+                               np.asarray(rotation.get_layer("backbone")(x, training=False)), rtol=1e-5, atol=1e-5)
+
+
 def test_copy_backbone_first_blocks_only():
     source = models.build_rotation_model(CFG, SIZE)
     _randomise(source, seed=1)
