@@ -161,15 +161,15 @@ class Config:
 
 
 def quick() -> Config:
-    """A CPU run of about 12 minutes: every stage, export included, at 64 px on the whole unlabelled pool.
+    """A CPU run of 12-14 minutes: every stage, export included, at 64 px on the whole unlabelled pool.
 
     `python -m ssl_keras.run --preset quick --data-dir ../shared/data/dogs`
-    On a 2-core AMD EPYC CPU (no GPU): 11 min a seed without the export (rotation task 8 min, 12 epochs on
-    9000 photos). Test accuracy on 1000 ImageWoof val photos, seeds 0-2 (`python benchmarks/results_table.py
-    --preset quick --seeds 0 1 2`, results/quick/): baseline 29.0 +/- 1.9 %, SSL fine-tuned 32.2 +/- 4.2 %
-    (+4.6, +0.4, +4.5 points), SSL frozen 21.9 +/- 2.3 %; rotation task 74.6 %. The effect shows, weakly and
-    not on every seed: the `default` preset's 24 rotation epochs give +7.5 points over 3 seeds. (The first
-    `quick`, 6 rotation epochs on 5400 photos with early stopping, showed none: README, "What we tried".)
+    On a 2-core AMD EPYC CPU (no GPU): 12-14 min a seed without the export (rotation task 9-10 min, 12 epochs
+    on 9000 photos). Test accuracy on 1000 ImageWoof val photos, seeds 0-2 (`python benchmarks/results_table.py
+    --preset quick --seeds 0 1 2`, results/quick/): baseline 29.1 +/- 3.4 %, SSL fine-tuned 35.6 +/- 0.8 %
+    (+10.3, +6.4, +2.8 points), SSL frozen 19.7 +/- 3.5 %; rotation task 74.0 %. At the same seed it labels
+    the same photos as `default`, whose 24 rotation epochs give +7.5 points over 3 seeds. (The first `quick`,
+    6 rotation epochs on 5400 photos with early stopping, showed no effect: README, "What we tried".)
     """
     return Config(
         preset="quick",
