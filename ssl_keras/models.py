@@ -57,11 +57,11 @@ def _build(model_cfg, image_size, num_outputs, head_name, model_name, frozen_bac
     else:
         features = backbone(inputs)
     for i in range(1, head_blocks + 1):  # outside the backbone: transfer leaves them behind
+        name = f"{head_name}_block{i}"
         features = keras.layers.Conv2D(2 * model_cfg.filters[-1], 3, padding="same", use_bias=False,
-                                       name=f"{head_name}_block{i}_conv")(features)
-        features = keras.layers.BatchNormalization(momentum=model_cfg.bn_momentum, name=f"{head_name}_block{i}_bn")(
-            features)
-        features = keras.layers.ReLU(name=f"{head_name}_block{i}_relu")(features)
+                                       name=f"{name}_conv")(features)
+        features = keras.layers.BatchNormalization(momentum=model_cfg.bn_momentum, name=f"{name}_bn")(features)
+        features = keras.layers.ReLU(name=f"{name}_relu")(features)
     outputs = _head(features, num_outputs, model_cfg.pooling, model_cfg.dense_units, model_cfg.dropout, head_name)
     return keras.Model(inputs, outputs, name=model_name)
 
