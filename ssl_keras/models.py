@@ -30,11 +30,16 @@ def build_backbone(filters=(16, 32, 64, 128), convs_per_block=1, image_size=64, 
     x = keras.layers.Rescaling(1.0 / 255, name="rescale")(x)
     for i, f in enumerate(filters, start=1):
         for j in range(1, convs_per_block + 1):
-            x = keras.layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"block{i}_conv{j}")(x)
-            x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"block{i}_bn{j}")(x)
-            x = keras.layers.ReLU(name=f"block{i}_relu{j}")(x)
+            x = _conv_bn_relu(x, f, bn_momentum, f"block{i}", j)
         x = keras.layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
     return keras.Model(inputs, x, name=name)
+
+
+def _conv_bn_relu(x, filters, bn_momentum, prefix, suffix=""):
+    """3x3 conv (no bias) -> BN -> ReLU, named `{prefix}_conv{suffix}`, `{prefix}_bn{suffix}`, `..._relu...`."""
+    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{prefix}_conv{suffix}")(x)
+    x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{prefix}_bn{suffix}")(x)
+    return keras.layers.ReLU(name=f"{prefix}_relu{suffix}")(x)
 
 
 def _head(features, num_outputs, pooling, dense_units, dropout, name):
@@ -57,11 +62,7 @@ def _build(model_cfg, image_size, num_outputs, head_name, model_name, frozen_bac
     else:
         features = backbone(inputs)
     for i in range(1, head_blocks + 1):  # outside the backbone: transfer leaves them behind
-        name = f"{head_name}_block{i}"
-        features = keras.layers.Conv2D(2 * model_cfg.filters[-1], 3, padding="same", use_bias=False,
-                                       name=f"{name}_conv")(features)
-        features = keras.layers.BatchNormalization(momentum=model_cfg.bn_momentum, name=f"{name}_bn")(features)
-        features = keras.layers.ReLU(name=f"{name}_relu")(features)
+        features = _conv_bn_relu(features, 2 * model_cfg.filters[-1], model_cfg.bn_momentum, f"{head_name}_block{i}")
     outputs = _head(features, num_outputs, model_cfg.pooling, model_cfg.dense_units, model_cfg.dropout, head_name)
     return keras.Model(inputs, outputs, name=model_name)
 
