@@ -244,10 +244,11 @@ def report(results: dict, counts, seeds, command: str, host: str, md_path: str, 
         return "-" if v is None else f"{100 * v[0]:.1f} ± {100 * v[1]:.1f}"
 
     pre = [v for k, v in sorted(results["pretext"].items())]
+    stopping = f"early stopping patience {s['patience']}" if s["patience"] else "no early stopping"
     lines = [
         f"Preset `{s['preset']}`: {s['image_size']} px, filters {s['filters']}, {s['num_classes']} breeds, "
         f"{s['n_test']} test photos (the same for every label count), seeds {seeds}; labelled stages up to "
-        f"{s['epochs']} epochs (early stopping patience {s['patience']}), rotation task {s['pretext_epochs']} epochs "
+        f"{s['epochs']} epochs ({stopping}), rotation task {s['pretext_epochs']} epochs "
         f"on {s['pool']} photos.",
         "",
         "Protocol: one rotation model per seed, trained once on every photo outside the test split (the labelled "
