@@ -35,11 +35,9 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import machine, preset_config, write_table
 
-from common import machine, preset_config, write_table  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def model_flops(model) -> dict:
@@ -109,10 +107,12 @@ def matmul_flops(n: int = 2048, repeats: int = 8, dtype: str = "float32") -> flo
 
 
 def train_rate(model_cfg, image_size: int, photos: int, samples: int, jit: bool = False,
-               policy: str = "float32") -> dict:
+               policy: str = "float32", keras_bn: bool = False) -> dict:
     """Rotated samples/s of `fit` (the faster of epochs 2 and 3) on in-memory synthetic batches.
 
-    Each batch is 4 * `photos` rotated samples, as the pretext stage feeds the model.
+    Each batch is 4 * `photos` rotated samples, as the pretext stage feeds the model. With
+    `keras_bn` the model is built with Keras' own (unfused) BatchNormalization, as before
+    `ssl_keras.models.BatchNormalization` used TensorFlow's fused kernel.
     """
     import keras
     import tensorflow as tf
@@ -138,7 +138,12 @@ def train_rate(model_cfg, image_size: int, photos: int, samples: int, jit: bool 
         y = tf.random.uniform((batch,), 0, 4, tf.int32, seed=0)
         ds = tf.data.Dataset.from_tensors((x, y)).repeat()
         steps = max(3, math.ceil(samples / batch))
-        model = models.build_rotation_model(model_cfg, image_size)
+        fused = models.BatchNormalization
+        models.BatchNormalization = keras.layers.BatchNormalization if keras_bn else fused
+        try:
+            model = models.build_rotation_model(model_cfg, image_size)
+        finally:
+            models.BatchNormalization = fused
         train.compile_model(model, config_lib.StageConfig(epochs=2), steps)
         model.jit_compile = jit
         timer = Timer()
@@ -159,17 +164,17 @@ def _child(args) -> int:
     tf.config.threading.set_inter_op_parallelism_threads(inter)
     cfg = preset_config(args.preset, args.image_size)
     result = train_rate(cfg.model, cfg.data.image_size, args.child_photos, args.samples,
-                        jit=args.child_jit, policy=args.child_policy)
+                        jit=args.child_jit, policy=args.child_policy, keras_bn=args.child_keras_bn)
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 
 
-def _in_subprocess(args, threads, photos, jit=False, policy="float32") -> dict:
+def _in_subprocess(args, threads, photos, jit=False, policy="float32", keras_bn=False) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--preset", args.preset, "--samples", str(args.samples),
            "--image-size", str(args.image_size),
            "--child-threads", str(threads[0]), str(threads[1]), "--child-photos", str(photos),
-           "--child-policy", policy] + (["--child-jit"] if jit else [])
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+           "--child-policy", policy] + (["--child-jit"] if jit else []) + (["--child-keras-bn"] if keras_bn else [])
+    env = dict(os.environ)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode or line is None:
@@ -193,12 +198,15 @@ def _parse(argv):
     p.add_argument("--child-photos", type=int, help=argparse.SUPPRESS)
     p.add_argument("--child-policy", default="float32", help=argparse.SUPPRESS)
     p.add_argument("--child-jit", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--child-keras-bn", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = _parse(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from ssl_keras import quiet
+
+    quiet.import_tensorflow()
     if args.child_threads:
         return _child(args)
     from ssl_keras import models
@@ -227,8 +235,11 @@ def main(argv=None) -> int:
               f"{result['flops_per_s'] / 1e9:6.2f} GFLOP/s  {result['flops_per_s'] / peak:6.1%} of matmul",
               flush=True)
 
-    before_desc = f"preset `{args.preset}` as it is (batch {photos} photos, float32, no XLA, default threads)"
-    record(before_desc, "before", train_rate(base_model, size, photos, args.samples))
+    before_desc = (f"preset `{args.preset}` with Keras' BatchNormalization (batch {photos} photos, float32, no XLA, "
+                   "default threads)")
+    record(before_desc, "before", train_rate(base_model, size, photos, args.samples, keras_bn=True))
+    record("TensorFlow's fused batch norm (`models.BatchNormalization`)", "bn",
+           train_rate(base_model, size, photos, args.samples), True)
     for b in args.batches:
         record(f"batch {b} photos ({4 * b} samples)", "batch", train_rate(base_model, size, b, args.samples), b)
     for w in args.widths:
@@ -252,20 +263,21 @@ def main(argv=None) -> int:
         return max(candidates, key=lambda r: r[2]["flops_per_s"])[3] if candidates else None
 
     best_batch = gain("batch") or photos
-    use_jit, use_bf16, threads = bool(gain("jit")), bool(gain("policy")), gain("threads")
+    use_jit, use_bf16, threads, fused = bool(gain("jit")), bool(gain("policy")), gain("threads"), bool(gain("bn"))
     policy = "mixed_bfloat16" if use_bf16 else "float32"
-    after_desc = (f"batch {best_batch} photos, {policy}, {'XLA' if use_jit else 'no XLA'}, "
+    after_desc = (f"{'fused' if fused else 'Keras'} batch norm, batch {best_batch} photos, {policy}, "
+                  f"{'XLA' if use_jit else 'no XLA'}, "
                   f"{'threads intra=%d, inter=%d' % threads if threads else 'default threads'}")
 
     def candidate():
         if threads:
-            return _in_subprocess(args, threads, best_batch, jit=use_jit, policy=policy)
-        return train_rate(base_model, size, best_batch, args.samples, jit=use_jit, policy=policy)
+            return _in_subprocess(args, threads, best_batch, jit=use_jit, policy=policy, keras_bn=not fused)
+        return train_rate(base_model, size, best_batch, args.samples, jit=use_jit, policy=policy, keras_bn=not fused)
 
     # Before against after, interleaved, `--repeats` times each: the machine's drift hits both alike.
     runs = {"before": [], "after": []}
     for _ in range(args.repeats):
-        runs["before"].append(train_rate(base_model, size, photos, args.samples))
+        runs["before"].append(train_rate(base_model, size, photos, args.samples, keras_bn=True))
         runs["after"].append(candidate())
         print(f"  A/B: before {runs['before'][-1]['samples_per_s']:.0f}, "
               f"after {runs['after'][-1]['samples_per_s']:.0f} samples/s", flush=True)

@@ -28,11 +28,9 @@ import random
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import machine, preset_config, write_table
 
-from common import machine, preset_config, write_table  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _parse(argv):
@@ -49,15 +47,15 @@ def _parse(argv):
 
 
 def _photos(data_dir: str, n: int, seed: int) -> tuple:
-    from ssl_keras import data
+    from ssl_keras import sources
 
     if not os.path.isdir(data_dir):
         sys.exit(f"error: no photos at {os.path.abspath(data_dir)!r}. Expected an ImageFolder of dog photos "
                  "(one sub-folder per breed), by default <repo>/../shared/data/dogs; pass --data-dir.")
-    source = data.ImageFolder(data_dir)
+    source = sources.ImageFolder(data_dir)
     keys = sorted(r.key for r in source.records())
     keys = sorted(random.Random(seed).sample(keys, min(n, len(keys))))
-    good, bad = data.scan_images(source, keys)
+    good, bad = sources.scan_images(source, keys)
     return source, good, len(bad)
 
 
@@ -76,15 +74,15 @@ def pipelines(source, keys, image_size, batch_size):
     """The variants to time: (name, dataset, whether it caches); the last dataset is made by the caller."""
     import tensorflow as tf
 
-    from ssl_keras import data, rotations
+    from ssl_keras import preprocessing, rotations
 
     autotune = tf.data.AUTOTUNE
-    resize = data.resizer(image_size)
+    resize = preprocessing.resizing(image_size)
 
     def decoded(parallel: bool):
         ds = source.dataset(keys, [0] * len(keys))
         calls = autotune if parallel else None
-        return ds.map(lambda b, _: data.decode(b, resize), num_parallel_calls=calls)
+        return ds.map(lambda b, _: preprocessing.decode_resized(b, resize), num_parallel_calls=calls)
 
     def per_batch(ds, parallel=True):
         calls = autotune if parallel else None
@@ -144,7 +142,9 @@ def train_speed(model_cfg, stage, image_size, batches, steps, train_ds=None):
 
 def main(argv=None) -> int:
     args = _parse(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from ssl_keras import quiet
+
+    quiet.import_tensorflow()
     from ssl_keras import data
 
     cfg = preset_config(args.preset, args.image_size)

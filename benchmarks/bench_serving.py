@@ -25,13 +25,12 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import machine
 
-from common import machine  # noqa: E402
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from ssl_keras import quiet
 
-from ssl_keras import data, export  # noqa: E402
+quiet.import_tensorflow()
+from ssl_keras import export, preprocessing  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -192,7 +191,7 @@ def main(argv=None) -> int:
     loaded = tf.saved_model.load(version_dir)
     by_bytes, by_pixels = loaded.signatures["serving_default"], loaded.signatures["predict_pixels"]
     size = json.load(open(os.path.join(args.export_dir, "tfjs", "model.json")))["userDefinedMetadata"]["image_size"]
-    pixels = export.decode_batch(tf.constant(encoded[:32]), data.resizer(size))
+    pixels = export.decode_batch(tf.constant(encoded[:32]), preprocessing.resizing(size))
     rows = []
     for label, fn in (("`serving_default` (JPEG bytes)", lambda b: by_bytes(image_bytes=tf.constant(encoded[:b]))),
                       (f"`predict_pixels` ({size}x{size} float)", lambda b: by_pixels(pixels=pixels[:b]))):

@@ -25,8 +25,9 @@ def machine() -> str:
 def preset_config(name: str, image_size: int | None = None):
     """The named preset, at `image_size` when given (a benchmark's `--image-size`)."""
     from ssl_keras import config as config_lib
+    from ssl_keras import presets
 
-    cfg = config_lib.preset(name)
+    cfg = presets.preset(name)
     return config_lib.override(cfg, {"data": {"image_size": image_size}}) if image_size else cfg
 
 

@@ -1,8 +1,8 @@
-"""Every knob of a run, as frozen dataclasses, and the named presets.
+"""The schema of a run: every knob as a frozen dataclass, checked in `__post_init__`; overrides.
 
 No TensorFlow here: the config is resolved and checked before anything heavy is
-imported. A run resolves its config as preset -> optional JSON file -> flags,
-and writes the result to `<run_dir>/config.json`.
+imported. A run resolves its config as preset (`ssl_keras.presets`) -> optional
+JSON file -> `--set` -> flags, and writes the result to `<run_dir>/config.json`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,11 @@ import typing
 from dataclasses import dataclass, field
 
 FREEZE_CHOICES = ("all", "none")
+# The article's pipeline, and the semi-supervised methods that run after it (`ssl_keras.methods`).
+METHODS = ("pretrain", "rotation_aux", "self_training", "fixmatch")
+ROTATION_STARTS = ("scratch", "pretext")
+STUDENT_INITS = ("scratch", "pretext", "teacher")
+TEACHERS = ("best", "ensemble")
 POOLING_CHOICES = ("flatten", "avg")
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -115,6 +120,110 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
+class RotationAuxConfig:
+    """Rotation as an auxiliary loss (S4L-Rotation): one backbone, a breed head and a rotation head.
+
+    Each step: the breed loss on a labelled batch, plus `weight` x the rotation loss on the four
+    rotations of that batch and of an unlabelled batch of `unlabelled_batch_size` photos.
+    `starts` lists the runs to make: from a random backbone, from the pretext model (backbone and
+    rotation head), or both. An epoch is a pass over the labelled photos.
+    """
+
+    starts: tuple[str, ...] = ROTATION_STARTS
+    weight: float = 1.0
+    unlabelled_batch_size: int = 0  # 0: the labelled batch size, as in S4L
+    train: StageConfig = field(default_factory=lambda: StageConfig(epochs=60))
+
+    def __post_init__(self):
+        object.__setattr__(self, "starts", tuple(self.starts))
+        _check(self.starts and set(self.starts) <= set(ROTATION_STARTS) and len(set(self.starts)) == len(self.starts),
+               f"`rotation_aux.starts` must list distinct values of {ROTATION_STARTS}. Received: {list(self.starts)}")
+        _check(self.weight >= 0, f"`rotation_aux.weight` must be >= 0. Received: {self.weight}")
+        _check(self.unlabelled_batch_size >= 0,
+               f"`rotation_aux.unlabelled_batch_size` must be >= 0. Received: {self.unlabelled_batch_size}")
+
+
+@dataclass(frozen=True)
+class SelfTrainingConfig:
+    """Self-training: a teacher labels the unlabelled pool, a student learns from both.
+
+    The teacher is the classifier of the run with the best validation score so far (round 2 on:
+    the previous students count too), or with `teacher="ensemble"` the mean prediction of every
+    classifier within `ensemble_margin` of that score. A pool photo gets a pseudo-label
+    when the teacher's confidence (the mean of the photo and its mirror image) is at least
+    the threshold: `threshold`, or with `min_precision > 0` the lowest confidence at which
+    the teacher is right on `min_precision` of the *validation* photos. At most `per_class`
+    photos a class (the most confident; 0: no cap) and, with `balance`, as many for every
+    class as the class with fewest. Targets are the teacher's probabilities (`soft`, sharpened
+    by `temperature` < 1) or its top breed. The student (`init`) trains on the labelled and pseudo-labelled photos with
+    augmentation, `labelled_fraction` of each batch labelled, plus `rotation_weight` x the
+    rotation loss on the batch. An epoch is a pass over the pseudo-labelled photos.
+    """
+
+    rounds: int = 1
+    teacher: str = "best"
+    ensemble_margin: float = 0.05
+    threshold: float = 0.0
+    min_precision: float = 0.0
+    per_class: int = 0
+    balance: bool = True
+    soft: bool = True
+    temperature: float = 1.0
+    labelled_fraction: float = 0.25
+    rotation_weight: float = 0.0
+    init: str = "pretext"
+    train: StageConfig = field(default_factory=lambda: StageConfig(epochs=30))
+
+    def __post_init__(self):
+        _check(self.rounds >= 1, f"`self_training.rounds` must be >= 1. Received: {self.rounds}")
+        _check(self.teacher in TEACHERS,
+               f"`self_training.teacher` must be one of {TEACHERS}. Received: {self.teacher!r}")
+        _check(self.ensemble_margin >= 0,
+               f"`self_training.ensemble_margin` must be >= 0. Received: {self.ensemble_margin}")
+        _check(self.temperature > 0, f"`self_training.temperature` must be > 0. Received: {self.temperature}")
+        _check(0.0 <= self.threshold < 1.0, f"`self_training.threshold` must be in [0, 1). Received: {self.threshold}")
+        _check(0.0 <= self.min_precision < 1.0,
+               f"`self_training.min_precision` must be in [0, 1). Received: {self.min_precision}")
+        _check(self.per_class >= 0, f"`self_training.per_class` must be >= 0. Received: {self.per_class}")
+        _check(0.0 < self.labelled_fraction < 1.0,
+               f"`self_training.labelled_fraction` must be in (0, 1). Received: {self.labelled_fraction}")
+        _check(self.rotation_weight >= 0,
+               f"`self_training.rotation_weight` must be >= 0. Received: {self.rotation_weight}")
+        _check(self.init in STUDENT_INITS,
+               f"`self_training.init` must be one of {STUDENT_INITS}. Received: {self.init!r}")
+
+
+@dataclass(frozen=True)
+class FixMatchConfig:
+    """Consistency training in the manner of FixMatch (Sohn et al. 2020).
+
+    Each step: the breed loss on a weakly augmented labelled batch, plus `weight` x the
+    cross-entropy between the prediction on a strongly augmented (RandAugment) unlabelled photo
+    and the top breed predicted on its weakly augmented view, counted only where that
+    prediction's confidence is at least `threshold`. `ratio` unlabelled photos per labelled
+    one. The classifier starts from `init` (`teacher`: the run's best classifier so far).
+    An epoch is a pass over the unlabelled pool.
+    """
+
+    threshold: float = 0.95
+    ratio: int = 7
+    weight: float = 1.0
+    strong_ops: int = 2
+    strong_factor: float = 0.5
+    init: str = "teacher"
+    train: StageConfig = field(default_factory=lambda: StageConfig(epochs=20, learning_rate=3e-4))
+
+    def __post_init__(self):
+        _check(0.0 < self.threshold < 1.0, f"`fixmatch.threshold` must be in (0, 1). Received: {self.threshold}")
+        _check(self.ratio >= 1, f"`fixmatch.ratio` must be >= 1. Received: {self.ratio}")
+        _check(self.weight >= 0, f"`fixmatch.weight` must be >= 0. Received: {self.weight}")
+        _check(self.strong_ops >= 1, f"`fixmatch.strong_ops` must be >= 1. Received: {self.strong_ops}")
+        _check(0.0 < self.strong_factor <= 1.0,
+               f"`fixmatch.strong_factor` must be in (0, 1]. Received: {self.strong_factor}")
+        _check(self.init in STUDENT_INITS, f"`fixmatch.init` must be one of {STUDENT_INITS}. Received: {self.init!r}")
+
+
+@dataclass(frozen=True)
 class Config:
     """One resolved run. `freeze` is "all", "none" or the number of leading blocks to freeze."""
 
@@ -128,11 +237,18 @@ class Config:
     freeze: str = "1"  # RotNet: early blocks transfer best; later ones are retrained
     transfer_blocks: int = 0  # blocks whose pretext weights are copied (0: all); later ones start fresh
     also_frozen: bool = True  # the default run also trains an all-frozen classifier, for comparison
+    method: tuple[str, ...] = ("pretrain",)  # pretrain: the article's stages only; others run after them
+    rotation_aux: RotationAuxConfig = field(default_factory=RotationAuxConfig)
+    self_training: SelfTrainingConfig = field(default_factory=SelfTrainingConfig)
+    fixmatch: FixMatchConfig = field(default_factory=FixMatchConfig)
     mixed_precision: bool = False
     strategy: str = "default"
     top_k: int = 5
 
     def __post_init__(self):
+        object.__setattr__(self, "method", tuple(self.method))
+        _check(self.method and set(self.method) <= set(METHODS) and len(set(self.method)) == len(self.method),
+               f"`method` must list distinct names among {METHODS}. Received: {list(self.method)}")
         _check(
             self.freeze in FREEZE_CHOICES or (self.freeze.isdigit() and int(self.freeze) >= 1),
             f"`freeze` must be 'all', 'none' or a number of blocks >= 1. Received: {self.freeze!r}",
@@ -160,93 +276,6 @@ class Config:
         _check(self.top_k >= 1, f"`top_k` must be >= 1. Received: {self.top_k}")
 
 
-def quick() -> Config:
-    """A CPU run of 12-14 minutes: every stage, export included, at 64 px on the whole unlabelled pool.
-
-    `python -m ssl_keras.run --preset quick --data-dir ../shared/data/dogs`
-    On a 2-core AMD EPYC CPU (no GPU): 12-14 min a seed without the export (rotation task 9-10 min, 12 epochs
-    on 9000 photos). Test accuracy on 1000 ImageWoof val photos, seeds 0-2 (`python benchmarks/results_table.py
-    --preset quick --seeds 0 1 2`, results/quick/): baseline 29.1 +/- 3.4 %, SSL fine-tuned 35.6 +/- 0.8 %
-    (+10.3, +6.4, +2.8 points), SSL frozen 19.7 +/- 3.5 %; rotation task 74.0 %. At the same seed it labels
-    the same photos as `default`, whose 24 rotation epochs give +7.5 points over 3 seeds. (The first `quick`,
-    6 rotation epochs on 5400 photos with early stopping, showed no effect: README, "What we tried".)
-    """
-    return Config(
-        preset="quick",
-        data=DataConfig(image_size=64, max_unlabelled=10000, max_test_per_class=100),
-        baseline=StageConfig(epochs=60),  # no early stopping, as in `default`
-        pretext=StageConfig(epochs=12, translate=0.0, zoom=0.0),
-        finetune=StageConfig(epochs=60),
-    )
-
-
-def default() -> Config:
-    """The article's sizes: ~570 labels, ~10k unlabelled photos (~40k rotation samples an epoch).
-
-    `python -m ssl_keras.run --data-dir ../shared/data/dogs`
-    On a 2-core AMD EPYC CPU (no GPU, shared with other jobs): ~25 min a seed (rotation task 18-21 min).
-    Test accuracy on the 2924 ImageWoof val photos, seeds 0-2: baseline 29.1 +/- 1.0 %, SSL fine-tuned
-    36.5 +/- 1.2 %, SSL frozen 19.5 +/- 1.0 %; rotation task 79.3 % (`benchmarks/results_table.py`).
-    The classifiers run their whole cosine schedule: early stopping on 200 validation photos stopped
-    one seed on a noisy peak (README, "What we tried").
-    """
-    return Config(
-        preset="default",
-        data=DataConfig(image_size=64, max_unlabelled=10000),
-        baseline=StageConfig(epochs=60),  # no early stopping: see the docstring
-        pretext=StageConfig(epochs=24, translate=0.0, zoom=0.0),
-        finetune=StageConfig(epochs=60),
-    )
-
-
-def full() -> Config:
-    """For a GPU: 128 px, a deeper backbone, the whole unlabelled pool.
-
-    `python -m ssl_keras.run --preset full --data-dir ../shared/data/dogs --mixed-precision`
-    Not yet measured on a GPU (see BENCHMARKS.md).
-    """
-    return Config(
-        preset="full",
-        data=DataConfig(image_size=128, batch_size=128),
-        model=ModelConfig(filters=(32, 64, 128, 256, 256), convs_per_block=2),
-        baseline=StageConfig(epochs=100, patience=30),
-        pretext=StageConfig(epochs=40, translate=0.0, zoom=0.0),
-        finetune=StageConfig(epochs=100, patience=30),
-    )
-
-
-def tiny() -> Config:
-    """The end-to-end test's preset: seconds on a CPU, checks plumbing, not accuracy.
-
-    `python -m ssl_keras.run --preset tiny --data-dir ../shared/data/dogs`
-    """
-    return Config(
-        preset="tiny",
-        data=DataConfig(
-            image_size=32, num_classes=3, labels_per_class=8, val_per_class=4,
-            max_unlabelled=64, max_test_per_class=8, batch_size=16,
-        ),
-        model=ModelConfig(filters=(8, 16), dense_units=16),
-        baseline=StageConfig(epochs=2),
-        pretext=StageConfig(epochs=2, translate=0.0, zoom=0.0),
-        finetune=StageConfig(epochs=2),
-    )
-
-
-PRESETS = {"quick": quick, "default": default, "full": full, "tiny": tiny}
-
-
-def preset(name: str) -> Config:
-    """Returns the named preset.
-
-    Raises:
-        ValueError: for an unknown name.
-    """
-    if name not in PRESETS:
-        raise ValueError(f"Unknown preset {name!r}. Expected one of {sorted(PRESETS)}.")
-    return PRESETS[name]()
-
-
 def to_dict(cfg: Config) -> dict:
     """A JSON-ready dict of the config (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
@@ -261,6 +290,8 @@ def _coerce(value, tp, where):
             raise ValueError(f"`{where}` must be a mapping. Received: {value!r}")
         return _build(tp, value, where + ".")
     if origin is tuple:
+        if isinstance(value, str) and args[0] is str:  # `--set method=a,b`
+            value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"`{where}` must be a list. Received: {value!r}")
         return tuple(_coerce(v, args[0], where) for v in value)
@@ -297,6 +328,9 @@ def _merge(base: dict, override: dict) -> dict:
 
 def override(cfg: Config, values: dict) -> Config:
     """Returns `cfg` with the (nested) `values` applied; unknown keys and wrong types raise ValueError."""
+    if not isinstance(values, dict):
+        raise ValueError(f"Config overrides must be a JSON object such as {{\"finetune\": {{\"epochs\": 5}}}}. "
+                         f"Received a {type(values).__name__}: {str(values)[:80]}")
     return _build(Config, _merge(to_dict(cfg), values))
 
 
@@ -317,4 +351,6 @@ def parse_assignment(text: str) -> dict:
 
 def from_dict(values: dict) -> Config:
     """Builds a Config from a dict such as `config.json` holds."""
+    if not isinstance(values, dict):
+        raise ValueError(f"A config must be a JSON object. Received a {type(values).__name__}.")
     return _build(Config, values)

@@ -6,7 +6,12 @@ Layout written under `export_dir`:
     tfjs/                                  TF.js graph model of the pixel signature (float32 weights)
     tfjs_float16/                          the same with float16 weights (half the download)
     web/                                   static page: index.html, app.js, style.css, tf.min.js, model/
-    export.json                            paths, sizes and the float16 accuracy change
+    export.json                            the run and model it came from, paths, sizes, accuracies
+
+Every part is written to a hidden temporary folder and renamed into place. The new
+SavedModel version is published last, after `tfjs/`, `tfjs_float16/` and `web/`,
+and `export.json` after it; temporary folders a killed export left are removed at
+the start of the next.
 
 The SavedModel has two signatures. `serving_default` takes a batch of encoded
 JPEG/PNG/GIF/BMP photos (`image_bytes`, tf.string; REST clients send
@@ -23,10 +28,13 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from ssl_keras import preprocessing, quiet
 
 BYTES_SIGNATURE = "serving_default"
 PIXELS_SIGNATURE = "predict_pixels"
@@ -35,6 +43,7 @@ PIXELS_INPUT = "pixels"
 OUTPUTS = ("probabilities", "top_k_classes", "top_k_probabilities")
 WEB_FILES = ("index.html", "app.js", "style.css")
 FLOAT16_MIN_VALUES = 16
+TMP_PREFIX = ".export-tmp-"
 WEB_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
 NODE_PREDICT = os.path.join(WEB_SOURCE, "predict_node.mjs")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,19 +68,14 @@ def find_resizing(model) -> keras.layers.Resizing:
 
 
 def decode_batch(images, resize):
-    """(N,) encoded photos -> (N, S, S, 3) float32 pixels, each decoded and resized by `resize`.
+    """(N,) encoded photos -> (N, S, S, 3) float32 pixels, each by `preprocessing.decode_resized`.
 
     Photos differ in size, so each is resized before they are stacked; the
     model's own resize then maps S x S to itself, which changes nothing.
     """
-
-    def one(encoded):
-        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-        image.set_shape([None, None, 3])
-        return tf.cast(resize(tf.cast(image, tf.float32)), tf.float32)  # float16 under mixed precision
-
     size = resize.height
-    return tf.map_fn(one, images, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+    return tf.map_fn(lambda encoded: preprocessing.decode_resized(encoded, resize), images,
+                     fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
 
 
 def next_version(base_path: str) -> int:
@@ -80,11 +84,12 @@ def next_version(base_path: str) -> int:
     return max(versions, default=0) + 1
 
 
-def export_saved_model(model, class_names, base_path: str, top_k: int = 5) -> str:
+def export_saved_model(model, class_names, base_path: str, top_k: int = 5, publish: bool = True) -> str:
     """Writes `base_path/<next version>/` with the two signatures; returns that folder.
 
-    The version is written to a temporary folder beside `base_path` and renamed
-    into place, so TF Serving never sees a half-written version.
+    The version is written to a hidden temporary folder beside `base_path` and renamed
+    into place, so TF Serving never sees a half-written version. With `publish=False`
+    the temporary folder is returned instead, for `publish_version` to rename later.
 
     Args:
         model: a classifier from pixels (B, H, W, 3) 0..255 to (B, C) softmax.
@@ -122,28 +127,44 @@ def export_saved_model(model, class_names, base_path: str, top_k: int = 5) -> st
                          input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name=PIXELS_INPUT)])
     parent = os.path.dirname(os.path.abspath(base_path))
     os.makedirs(base_path, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".version-", dir=parent)
+    tmp = tempfile.mkdtemp(prefix=TMP_PREFIX + "version-", dir=parent)
     try:
         archive.write_out(tmp, verbose=False)
-        version = next_version(base_path)
-        path = os.path.join(base_path, str(version))
         os.chmod(tmp, 0o755)
-        os.rename(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return publish_version(tmp, base_path) if publish else tmp
+
+
+def publish_version(tmp: str, base_path: str) -> str:
+    """Renames a SavedModel written by `export_saved_model(publish=False)` to `base_path/<next version>`."""
+    path = os.path.join(base_path, str(next_version(base_path)))
+    os.rename(tmp, path)
     return path
+
+
+def remove_leftovers(*folders: str) -> list[str]:
+    """Removes the hidden temporary folders (`.export-tmp-*`) a killed export left in `folders`."""
+    removed = []
+    for folder in folders:
+        if os.path.isdir(folder):
+            for name in os.listdir(folder):
+                if name.startswith(TMP_PREFIX):
+                    shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+                    removed.append(os.path.join(folder, name))
+    return removed
 
 
 def _replace_dir(build, dest: str) -> None:
     """Calls `build(tmp_dir)`, then swaps the result in at `dest` (no half-written `dest` on a crash)."""
     parent = os.path.dirname(os.path.abspath(dest))
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}-", dir=parent)
+    tmp = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.path.basename(dest)}-", dir=parent)
     try:
         build(tmp)
         os.chmod(tmp, 0o755)
-        old = dest + ".old"
+        old = os.path.join(parent, f"{TMP_PREFIX}old-{os.path.basename(dest)}")
         shutil.rmtree(old, ignore_errors=True)
         if os.path.exists(dest):
             os.rename(dest, old)
@@ -190,8 +211,10 @@ def export_tfjs(version_dir: str, output_dir: str, metadata: dict, float16: bool
     module.probabilities = probabilities
 
     def convert(saved, out, quantization=None):
-        tfjs_conversion.convert_tf_saved_model(saved, out, signature_def="serving_default", metadata=dict(metadata),
-                                               use_structured_outputs_names=True, quantization_dtype_map=quantization)
+        with quiet.stderr_to_devnull():  # grappler's "Starting new session" lines
+            tfjs_conversion.convert_tf_saved_model(saved, out, signature_def="serving_default",
+                                                   metadata=dict(metadata), use_structured_outputs_names=True,
+                                                   quantization_dtype_map=quantization)
 
     def build(tmp):
         with tempfile.TemporaryDirectory() as numeric:
@@ -295,11 +318,12 @@ def dir_size(path: str) -> int:
 
 
 def export_all(model, class_names, export_dir: str, *, model_name: str = "dog_breeds", top_k: int = 5,
-               test_items=None, source=None) -> dict:
+               test_items=None, source=None, provenance: dict | None = None) -> dict:
     """SavedModel (new version), TF.js float32 and float16, and the web page, under `export_dir`.
 
     With `test_items` ([[key, class index], ...]) and their `source`, both TF.js
     models are run on those photos in Node to measure what float16 weights cost.
+    `provenance` (e.g. the run directory and the model file) is stored in export.json.
 
     Returns:
         A dict of paths, sizes in bytes and test accuracies; also written to
@@ -314,16 +338,24 @@ def export_all(model, class_names, export_dir: str, *, model_name: str = "dog_br
                          "(`ssl_keras.data.open_source(...)`) that reads their keys.")
     if test_items and shutil.which("node") is None:
         raise ValueError("Node.js (`node`) is not on PATH. Expected Node >= 18 to measure the TF.js models.")
+    start = time.time()
     resize = find_resizing(model)
-    version_dir = export_saved_model(model, class_names, os.path.join(export_dir, "saved_model", model_name),
-                                     top_k)
-    metadata = {"classes": list(class_names), "image_size": int(resize.height), "top_k": int(top_k),
-                "model_name": model_name, "version": int(os.path.basename(version_dir))}
-    tfjs32 = export_tfjs(version_dir, os.path.join(export_dir, "tfjs"), metadata)
-    tfjs16 = export_tfjs(version_dir, os.path.join(export_dir, "tfjs_float16"), metadata, float16=True)
-    web = build_web(os.path.join(export_dir, "web"), tfjs32)
+    base_path = os.path.join(export_dir, "saved_model", model_name)
+    remove_leftovers(export_dir, os.path.dirname(base_path))
+    staged = export_saved_model(model, class_names, base_path, top_k, publish=False)
+    try:
+        metadata = {"classes": list(class_names), "image_size": int(resize.height), "top_k": int(top_k),
+                    "model_name": model_name, "version": next_version(base_path)}
+        tfjs32 = export_tfjs(staged, os.path.join(export_dir, "tfjs"), metadata)
+        tfjs16 = export_tfjs(staged, os.path.join(export_dir, "tfjs_float16"), metadata, float16=True)
+        web = build_web(os.path.join(export_dir, "web"), tfjs32)
+        version_dir = publish_version(staged, base_path)  # last: a server sees the new version only now
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
     info = {
-        "model_name": model_name, "version": metadata["version"], "classes": list(class_names),
+        "model_name": model_name, "version": int(os.path.basename(version_dir)), "classes": list(class_names),
+        **({"source": provenance} if provenance else {}),
         "paths": {"saved_model": version_dir, "tfjs": tfjs32, "tfjs_float16": tfjs16, "web": web},
         "bytes": {"saved_model": dir_size(version_dir), "tfjs": dir_size(tfjs32),
                   "tfjs_float16": dir_size(tfjs16), "web": dir_size(web)},
@@ -342,6 +374,7 @@ def export_all(model, class_names, export_dir: str, *, model_name: str = "dog_br
             "float16_top1_agreement": float(np.mean(p16.argmax(1) == p32.argmax(1))),
             "tfjs_max_abs_probability_difference_from_keras": float(np.abs(p32 - keras_probs).max()),
         }
+    info["wall_time_s"] = round(time.time() - start, 1)
     write_path = os.path.join(export_dir, "export.json")
     with open(write_path + ".tmp", "w") as f:
         json.dump(info, f, indent=1)

@@ -1,10 +1,13 @@
-"""Functional builders: the conv backbone, the 4-way rotation model and the breed classifier.
+"""Functional builders: the conv backbone, the 4-way rotation model, the breed classifier, and
+the trainer that wraps a classifier with the semi-supervised losses' extra inputs and heads.
 
 Resize and rescale live inside the backbone, so every saved model takes raw
 pixels (float 0..255, any size) and no caller re-implements preprocessing.
 """
 
 import keras
+
+from ssl_keras import preprocessing
 
 
 def build_backbone(filters=(16, 32, 64, 128), convs_per_block=1, image_size=64, bn_momentum=0.9,
@@ -26,7 +29,7 @@ def build_backbone(filters=(16, 32, 64, 128), convs_per_block=1, image_size=64, 
         (B, S / 2**n, S / 2**n, filters[-1]) features.
     """
     inputs = keras.Input((None, None, 3), name="pixels")
-    x = keras.layers.Resizing(image_size, image_size, crop_to_aspect_ratio=True, name="resize")(inputs)
+    x = preprocessing.resizing(image_size)(inputs)
     x = keras.layers.Rescaling(1.0 / 255, name="rescale")(x)
     for i, f in enumerate(filters, start=1):
         for j in range(1, convs_per_block + 1):
@@ -35,10 +38,45 @@ def build_backbone(filters=(16, 32, 64, 128), convs_per_block=1, image_size=64, 
     return keras.Model(inputs, x, name=name)
 
 
+@keras.saving.register_keras_serializable(package="ssl_keras")
+class BatchNormalization(keras.layers.BatchNormalization):
+    """Keras' BatchNormalization; in training on the TensorFlow backend, with TensorFlow's fused kernel.
+
+    Keras 3 normalises with separate element-wise ops (moments, then scale and shift), and
+    on a CPU those take about as long as the convolutions themselves
+    (`benchmarks/profile_step.py`). `tf.compat.v1.nn.fused_batch_norm` does the same
+    arithmetic in one kernel each way. The moving statistics are updated as Keras does
+    (with the biased batch variance); inference, other backends and the options the fused
+    kernel lacks (masks, renorm, synchronised statistics) run Keras' own code.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm or self.synchronized \
+                or keras.backend.backend() != "tensorflow" or len(inputs.shape) != 4 or self.axis not in (-1, 3, [3]):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        x = tf.cast(inputs, tf.float32)
+        channels = x.shape[-1]
+        gamma = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones([channels])
+        beta = tf.cast(self.beta, tf.float32) if self.center else tf.zeros([channels])
+        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=self.epsilon, is_training=True)
+        n = tf.cast(tf.size(x) // channels, tf.float32)
+        variance = variance * (n - 1) / n  # the kernel returns the unbiased variance; Keras keeps the biased one
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        return keras.ops.cast(y, self.compute_dtype)
+
+
+def load(path: str):
+    """`keras.models.load_model(path)`, with this module's layers registered."""
+    return keras.models.load_model(path)
+
+
 def _conv_bn_relu(x, filters, bn_momentum, prefix, suffix=""):
     """3x3 conv (no bias) -> BN -> ReLU, named `{prefix}_conv{suffix}`, `{prefix}_bn{suffix}`, `..._relu...`."""
     x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{prefix}_conv{suffix}")(x)
-    x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{prefix}_bn{suffix}")(x)
+    x = BatchNormalization(momentum=bn_momentum, name=f"{prefix}_bn{suffix}")(x)
     return keras.layers.ReLU(name=f"{prefix}_relu{suffix}")(x)
 
 
@@ -85,3 +123,40 @@ def build_classifier(model_cfg, image_size, num_classes, frozen_backbone=False):
     `training=False`, so its BatchNorm statistics do not move.
     """
     return _build(model_cfg, image_size, num_classes, "breed", "breed_classifier", frozen_backbone)
+
+
+class StopGradient(keras.layers.Layer):
+    """Passes its input through and stops the gradient (FixMatch's pseudo-labels are targets, not outputs)."""
+
+    def call(self, x):
+        return keras.ops.stop_gradient(x)
+
+
+def build_trainer(classifier, model_cfg, image_size, *, rotation=False, consistency=False):
+    """A model that trains `classifier` (sharing its layers) with the semi-supervised losses.
+
+    Inputs and outputs are dicts, so losses are keyed by output name:
+      - `labelled` (B, S, S, 3) -> `breed` (B, C), always;
+      - with `rotation`: `rotated` (R, S, S, 3) -> `rotation` (R, 4), a rotation head (named as in
+        `build_rotation_model`, so a pretext model's head can be copied in) on the shared backbone;
+      - with `consistency`: `weak` and `strong` (U, S, S, 3) -> `consistency` (U, 2C), the
+        classifier's probabilities on both views side by side, the weak ones without gradient.
+
+    Only `classifier` is ever saved: the trainer is the training-time wrapper around it.
+    """
+    shape = (image_size, image_size, 3)
+    inputs = {"labelled": keras.Input(shape, name="labelled")}
+    outputs = {"breed": classifier(inputs["labelled"])}
+    if rotation:
+        inputs["rotated"] = keras.Input(shape, name="rotated")
+        features = classifier.get_layer("backbone")(inputs["rotated"])
+        for i in range(1, model_cfg.pretext_blocks + 1):
+            features = _conv_bn_relu(features, 2 * model_cfg.filters[-1], model_cfg.bn_momentum, f"rotation_block{i}")
+        outputs["rotation"] = _head(features, 4, model_cfg.pooling, model_cfg.dense_units, model_cfg.dropout,
+                                    "rotation")
+    if consistency:
+        inputs["weak"] = keras.Input(shape, name="weak")
+        inputs["strong"] = keras.Input(shape, name="strong")
+        weak = StopGradient(name="pseudo_label")(classifier(inputs["weak"]))
+        outputs["consistency"] = keras.layers.Concatenate(name="consistency")([weak, classifier(inputs["strong"])])
+    return keras.Model(inputs, outputs, name="trainer")

@@ -13,13 +13,22 @@ def _save(fig, path):
     return path
 
 
-def history(hist: dict, title: str, path: str):
-    """Loss and accuracy per epoch, train against validation (the article's Figures 2, 5, 7)."""
+def history(hist: dict, title: str, path: str, best_epoch: int | None = None):
+    """Loss and accuracy per epoch, train against validation (the article's Figures 2, 5, 7).
+
+    `best_epoch` (0-based), the epoch of the kept checkpoint, is marked with a dashed line.
+    A trainer's breed loss (`breed_loss`) is drawn as the training loss when it has one.
+    """
     fig = Figure(figsize=(10, 4))
     for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy")):
-        epochs = range(1, len(hist.get(metric, [])) + 1)
-        ax.plot(epochs, hist.get(metric, []), "o-", label="train")
-        ax.plot(epochs, hist.get(f"val_{metric}", []), "s-", label="validation")
+        train_key = "breed_loss" if metric == "loss" and "breed_loss" in hist else metric
+        epochs = range(1, len(hist.get(train_key, [])) + 1)
+        ax.plot(epochs, hist.get(train_key, []), "o-", label="train" if train_key == metric else "train (breed loss)")
+        ax.plot(range(1, len(hist.get(f"val_{metric}", [])) + 1), hist.get(f"val_{metric}", []), "s-",
+                label="validation")
+        if best_epoch is not None:
+            ax.axvline(best_epoch + 1, color="#555555", linestyle="--", linewidth=1,
+                       label=f"kept checkpoint (epoch {best_epoch + 1})")
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.set_title(f"{title}: {metric}")
@@ -43,10 +52,12 @@ def comparison(results: dict, path: str, title="Test accuracy"):
     names = list(results)
     means = [results[n][0] if isinstance(results[n], (tuple, list)) else results[n] for n in names]
     stds = [results[n][1] if isinstance(results[n], (tuple, list)) else 0.0 for n in names]
-    fig = Figure(figsize=(1.8 + 1.6 * len(names), 4))
+    fig = Figure(figsize=(1.8 + 1.5 * len(names), 4.4))
     ax = fig.subplots()
-    bars = ax.bar(names, [100 * m for m in means], yerr=[100 * s for s in stds], capsize=6,
-                  color=["#999999", "#6baed6", "#2171b5", "#08519c"][: len(names)])
+    palette = ["#999999", "#6baed6", "#2171b5", "#08519c", "#fd8d3c", "#e6550d", "#a63603", "#31a354", "#756bb1"]
+    bars = ax.bar(range(len(names)), [100 * m for m in means], yerr=[100 * s for s in stds], capsize=6,
+                  color=[palette[i % len(palette)] for i in range(len(names))])
+    ax.set_xticks(range(len(names)), [n.replace(", ", "\n", 1) for n in names], fontsize=8)
     for bar, m, s in zip(bars, means, stds):
         ax.annotate(f"{100 * m:.1f}%", (bar.get_x() + bar.get_width() / 2, 100 * (m + s)),
                     ha="center", va="bottom", xytext=(0, 4), textcoords="offset points")

@@ -1,17 +1,27 @@
 """Compile and fit one stage into its directory; the callbacks live here.
 
-A stage directory holds `history.csv`, `best.keras` (best validation epoch),
-`final.keras` (last epoch) and, while a stage runs, `backup/` so that an
-interrupted fit resumes from its last finished epoch.
+A stage directory holds `history.csv`, `best.keras` (best validation epoch) with
+`best.json` (its epoch and score), `final.keras` (last epoch), `logs/` (TensorBoard)
+and `backup/` (the resume state). After every epoch the state is committed in a fixed
+order — the weights (with the optimizer), then `backup/state.json` (epoch, history,
+best), then `history.csv` and, on a new best, `best.keras` — each written to a
+temporary file and renamed, so a run killed at any instant resumes from its last
+committed epoch with no duplicate history rows and no half-written file.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import json
+import math
 import os
 import shutil
 
 import keras
+import numpy as np
+
+STATE = "state.json"
 
 
 def save_atomic(model, path: str) -> None:
@@ -21,22 +31,18 @@ def save_atomic(model, path: str) -> None:
     os.replace(tmp, path)
 
 
-class BestCheckpoint(keras.callbacks.Callback):
-    """Keeps the model of the best epoch by `monitor` (higher is better), written atomically."""
-
-    def __init__(self, path: str, monitor: str = "val_accuracy", best: float = float("-inf")):
-        super().__init__()
-        self.path, self.monitor, self.best = path, monitor, best
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is not None and value > self.best:
-            self.best = float(value)
-            save_atomic(self.model, self.path)
+def write_atomic(path: str, text: str) -> None:
+    """Writes `text` to `path` through a temporary file and a rename."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def read_history(path: str) -> dict[str, list[float]]:
-    """`history.csv` (one row an epoch, as `keras.callbacks.CSVLogger` writes it) as columns."""
+    """`history.csv` (one row an epoch) as columns."""
     if not os.path.exists(path):
         return {}
     with open(path, newline="") as f:
@@ -44,50 +50,203 @@ def read_history(path: str) -> dict[str, list[float]]:
     return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {})}
 
 
-def compile_model(model, stage, steps_per_epoch: int) -> None:
-    """AdamW with a cosine-decayed learning rate over the stage, sparse cross-entropy, accuracy."""
+def _history_csv(history: dict[str, list[float]]) -> str:
+    keys = ["epoch"] + sorted(k for k in history if k != "epoch")
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(keys)
+    for i in range(len(history.get("epoch", []))):
+        writer.writerow([history[k][i] if i < len(history[k]) else "" for k in keys])
+    return out.getvalue()
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Validation, history, best and final models, early stopping and resume, for one stage.
+
+    Args:
+        stage_dir: the stage directory.
+        keep: the classifier that is validated and saved (the trained model itself, or
+            the classifier inside a semi-supervised trainer that shares its layers).
+        val_ds: batches of (pixels, class index) to score `keep` on after each epoch.
+        patience: stop after this many epochs without a better `val_accuracy` (0: never).
+        resume: restore the committed state of an earlier, interrupted fit.
+    """
+
+    def __init__(self, stage_dir, keep, val_ds, patience=0, resume=False, log=print):
+        super().__init__()
+        self.dir, self.keep, self.val_ds, self.patience, self.log = stage_dir, keep, val_ds, patience, log
+        self.backup = os.path.join(stage_dir, "backup")
+        self.history: dict[str, list[float]] = {}
+        self.best = {"epoch": -1, "val_accuracy": float("-inf")}
+        self.done = False
+        if not resume:
+            shutil.rmtree(self.backup, ignore_errors=True)
+            for name in ("history.csv", "best.json"):
+                if os.path.exists(os.path.join(stage_dir, name)):
+                    os.remove(os.path.join(stage_dir, name))
+        os.makedirs(self.backup, exist_ok=True)
+
+    # -- the committed state -----------------------------------------------------------------------------------
+
+    def _read_state(self) -> dict | None:
+        path = os.path.join(self.backup, STATE)
+        if not os.path.exists(path):
+            return None
+        try:
+            with open(path) as f:
+                state = json.load(f)
+            weights = os.path.join(self.backup, state["weights"])
+            assert isinstance(state["epoch"], int) and os.path.exists(weights)
+            return state
+        except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:
+            self.log(f"Resume state {path} is unreadable ({type(e).__name__}); starting the stage over.")
+            return None
+
+    def restore(self) -> int:
+        """Loads the last committed epoch into the model; returns the number of finished epochs."""
+        state = self._read_state()
+        if state is None:
+            return 0
+        if not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        try:
+            self.model.load_weights(os.path.join(self.backup, state["weights"]))
+        except Exception as e:  # h5py and Keras raise many types for a damaged file
+            self.log(f"Resume backup {state['weights']} is damaged ({type(e).__name__}: {e}); "
+                     "starting the stage over.")
+            return 0
+        self.history, self.best, self.done = state["history"], state["best"], state.get("done", False)
+        write_atomic(os.path.join(self.dir, "history.csv"), _history_csv(self.history))
+        if self.best["epoch"] == state["epoch"] - 1 and self._best_saved_epoch() != self.best["epoch"]:
+            self._save_best()  # killed after the commit, before best.keras: the backup holds that epoch
+        self.log(f"Resuming {self.dir} after epoch {state['epoch']} (of the committed state in {self.backup}).")
+        return state["epoch"]
+
+    def _best_saved_epoch(self) -> int | None:
+        try:
+            with open(os.path.join(self.dir, "best.json")) as f:
+                return json.load(f)["epoch"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def _save_best(self) -> None:
+        save_atomic(self.keep, os.path.join(self.dir, "best.keras"))
+        write_atomic(os.path.join(self.dir, "best.json"), json.dumps(self.best))
+
+    def _commit(self, epoch: int) -> None:
+        name = f"epoch-{epoch + 1}.weights.h5"
+        tmp = os.path.join(self.backup, "tmp-" + name)
+        self.model.save_weights(tmp)
+        os.replace(tmp, os.path.join(self.backup, name))
+        state = {"epoch": epoch + 1, "weights": name, "history": self.history, "best": self.best, "done": self.done}
+        write_atomic(os.path.join(self.backup, STATE), json.dumps(state))
+        for old in os.listdir(self.backup):  # earlier epochs and stray temporary files
+            if old not in (name, STATE):
+                os.remove(os.path.join(self.backup, old))
+
+    # -- the callback ------------------------------------------------------------------------------------------
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        logs.update(validate(self.keep, self.val_ds))
+        for name in ("breed_accuracy", "categorical_accuracy", "breed_categorical_accuracy"):  # a trainer's breed head
+            if "accuracy" not in logs and name in logs:
+                logs["accuracy"] = logs[name]
+        row = {"epoch": float(epoch), **{k: float(v) for k, v in logs.items() if np.ndim(v) == 0}}
+        for k, v in row.items():
+            self.history.setdefault(k, []).append(v)
+        improved = row.get("val_accuracy", float("-inf")) > self.best["val_accuracy"]
+        if improved:
+            self.best = {"epoch": epoch, "val_accuracy": row["val_accuracy"]}
+        if self.patience and epoch - self.best["epoch"] >= self.patience:
+            self.done = self.model.stop_training = True
+        self._commit(epoch)
+        write_atomic(os.path.join(self.dir, "history.csv"), _history_csv(self.history))
+        if improved:
+            self._save_best()
+
+    def finish(self) -> None:
+        """After `fit`: `final.keras`, then the state marked done, then the weight backups removed."""
+        save_atomic(self.keep, os.path.join(self.dir, "final.keras"))
+        self.done = True
+        state = self._read_state()
+        if state is not None:
+            state["done"] = True
+            write_atomic(os.path.join(self.backup, STATE), json.dumps(state))
+        for old in os.listdir(self.backup):
+            if old != STATE:
+                os.remove(os.path.join(self.backup, old))
+
+
+def validate(model, dataset) -> dict[str, float]:
+    """`val_accuracy` and `val_loss` (cross-entropy) of a classifier on batches of (pixels, class index)."""
+    correct = n = 0
+    loss = 0.0
+    for x, y in dataset:
+        probs = np.asarray(model(x, training=False), np.float64)
+        y = np.asarray(y).astype(int)
+        correct += int((probs.argmax(1) == y).sum())
+        loss -= float(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)).sum())
+        n += len(y)
+    return {"val_accuracy": correct / max(n, 1), "val_loss": loss / max(n, 1)}
+
+
+def compile_model(model, stage, steps_per_epoch: int, loss="sparse_categorical_crossentropy", loss_weights=None,
+                  metrics=("accuracy",)) -> None:
+    """AdamW with a cosine-decayed learning rate over the stage; `loss` and `metrics` as Keras takes them."""
     schedule = keras.optimizers.schedules.CosineDecay(stage.learning_rate, max(1, stage.epochs * steps_per_epoch))
-    model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=stage.weight_decay),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=stage.weight_decay), loss=loss,
+                  loss_weights=loss_weights, metrics=list(metrics) if isinstance(metrics, tuple) else metrics)
 
 
 def fit(model, train_ds, val_ds, stage, stage_dir: str, *, steps_per_epoch: int, resume: bool = False,
-        monitor: str = "val_accuracy", verbose=1) -> dict[str, list[float]]:
-    """Fits `model` for one stage, keeping the best and final models in `stage_dir`.
+        keep=None, loss="sparse_categorical_crossentropy", loss_weights=None, metrics=("accuracy",),
+        verbose=1, log=print) -> dict[str, list[float]]:
+    """Fits `model` for one stage, keeping the best and final models of `keep` in `stage_dir`.
 
     Args:
         model: an uncompiled (or to be recompiled) Keras model.
-        train_ds, val_ds: batched `tf.data` data sets of (pixels, labels).
-        stage: a `StageConfig`.
-        stage_dir: where history, checkpoints and the resume backup go.
-        steps_per_epoch: batches in one pass over `train_ds` (for the LR schedule).
-        resume: continue from `stage_dir/backup` if an earlier fit was interrupted.
-        monitor: the validation metric that picks the best epoch (higher is better).
+        train_ds: batched training data (endless when `steps_per_epoch` bounds the epochs).
+        val_ds: batches of (pixels, class index) for `keep`; its accuracy picks the best epoch.
+        stage: a `StageConfig` (epochs, learning rate, weight decay, patience).
+        stage_dir: where history, checkpoints, TensorBoard logs and the resume state go.
+        steps_per_epoch: batches in one epoch (for the learning-rate schedule too).
+        resume: continue from the committed state in `stage_dir/backup`.
+        keep: the classifier to validate and save (default: `model`).
+        loss, loss_weights, metrics: as `model.compile` takes them (keyed by output name for
+            a model with several outputs).
         verbose: Keras progress output (1 = progress bar, 2 = a line an epoch).
 
     Returns:
-        The history of the whole stage (earlier, resumed epochs included), as columns.
+        The history of the whole stage (resumed epochs included), as columns.
     """
     os.makedirs(stage_dir, exist_ok=True)
-    history_path = os.path.join(stage_dir, "history.csv")
-    backup = os.path.join(stage_dir, "backup")
-    if not resume:
-        shutil.rmtree(backup, ignore_errors=True)
-        if os.path.exists(history_path):
-            os.remove(history_path)
-    earlier = read_history(history_path).get(monitor, [])
-    compile_model(model, stage, steps_per_epoch)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(backup, delete_checkpoint=True),
-        keras.callbacks.CSVLogger(history_path, append=True),
-        BestCheckpoint(os.path.join(stage_dir, "best.keras"), monitor, max(earlier, default=float("-inf"))),
-    ]
-    if stage.patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor, patience=stage.patience, mode="max"))
-    model.fit(train_ds, validation_data=val_ds, epochs=stage.epochs, callbacks=callbacks, verbose=verbose,
-              shuffle=False)  # the tf.data pipeline shuffles
-    save_atomic(model, os.path.join(stage_dir, "final.keras"))
-    return read_history(history_path)
+    keep = model if keep is None else keep
+    compile_model(model, stage, steps_per_epoch, loss, loss_weights, metrics)
+    checkpointer = Checkpointer(stage_dir, keep, val_ds, stage.patience, resume, log)
+    checkpointer.set_model(model)
+    done = checkpointer.restore() if resume else 0
+    if not checkpointer.done and done < stage.epochs:
+        model._initial_epoch = done or None
+        callbacks = [checkpointer, keras.callbacks.TensorBoard(os.path.join(stage_dir, "logs"), write_graph=False,
+                                                               profile_batch=0)]
+        model.fit(train_ds, epochs=stage.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                  verbose=verbose, shuffle=False)  # the tf.data pipeline shuffles
+    checkpointer.finish()
+    return checkpointer.history
+
+
+LAST_EPOCHS = 5
+
+
+def last_epochs_mean(history: dict[str, list[float]], n: int = LAST_EPOCHS) -> float | None:
+    """The mean `val_accuracy` of the last `n` epochs: a score of a stage that, unlike the best epoch's,
+    is not the largest of many noisy values (what picks between classifiers)."""
+    values = history.get("val_accuracy", [])[-n:]
+    return float(np.mean(values)) if values else None
+
+
+def best_epoch(history: dict[str, list[float]]) -> int | None:
+    """The 0-based epoch with the highest `val_accuracy` (the first of equals), None without one."""
+    values = history.get("val_accuracy", [])
+    return int(np.argmax(values)) if values and not all(math.isnan(v) for v in values) else None

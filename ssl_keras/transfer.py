@@ -39,6 +39,58 @@ def copy_backbone(source, target, blocks: int = 0) -> int:
     return len(copied)
 
 
+def copy_weights(source, target) -> int:
+    """Copies every weight of `target` from the weight of `source` with the same path (a whole classifier).
+
+    Returns:
+        The number of weight tensors copied.
+
+    Raises:
+        ValueError: naming the weights that are missing in `source` or differ in shape.
+    """
+    src = {w.path: w for w in source.weights}
+    missing = [w.path for w in target.weights if w.path not in src]
+    mismatched = [w.path for w in target.weights if w.path in src and tuple(src[w.path].shape) != tuple(w.shape)]
+    if missing or mismatched:
+        raise ValueError(f"Model {source.name!r} does not match {target.name!r} (missing: {missing[:5]}; "
+                         f"shape differs: {mismatched[:5]}). Expected a classifier of the same config.")
+    for w in target.weights:
+        w.assign(src[w.path])
+    return len(target.weights)
+
+
+def copy_head(source, target, prefix: str = "rotation") -> int:
+    """Copies the weights of every layer of `target` whose name starts with `prefix` from the same-named
+    layer of `source` (a pretext model's rotation head into a trainer's).
+
+    Returns:
+        The number of weight tensors copied.
+
+    Raises:
+        ValueError: naming the layers that are missing in `source` or differ in shape.
+    """
+    layers = [layer for layer in target.layers if layer.name.startswith(prefix) and layer.weights]
+    if not layers:
+        raise ValueError(f"Model {target.name!r} has no layer named {prefix}*. Expected a head to copy into.")
+    names = {layer.name for layer in source.layers}
+    missing = [layer.name for layer in layers if layer.name not in names]
+
+    def shapes(layer):
+        return [tuple(w.shape) for w in layer.weights]
+
+    mismatched = [layer.name for layer in layers
+                  if layer.name in names and shapes(source.get_layer(layer.name)) != shapes(layer)]
+    if missing or mismatched:
+        raise ValueError(f"Head {prefix!r} does not match (missing in source: {missing}; shape differs: "
+                         f"{mismatched}). Was the pretext model built with the same `model` config?")
+    copied = 0
+    for layer in layers:
+        for dst, src in zip(layer.weights, source.get_layer(layer.name).weights):
+            dst.assign(src)
+            copied += 1
+    return copied
+
+
 def block_of(layer_name: str) -> int | None:
     """The block number of a backbone layer (`block3_conv1` -> 3), None for others."""
     m = re.match(r"block(\d+)_", layer_name)

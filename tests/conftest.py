@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +18,11 @@ REPO = Path(__file__).resolve().parents[1]
 DOGS = REPO.parent / "shared" / "data" / "dogs"
 
 
-def load_benchmark(name: str):
-    """A script of `benchmarks/` as a module (they are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+def load_benchmark(name: str, folder: str = "benchmarks"):
+    """A script of `benchmarks/` (or `research/`) as a module; its folder is on sys.path, as when it runs."""
+    if str(REPO / folder) not in sys.path:
+        sys.path.insert(0, str(REPO / folder))
+    spec = importlib.util.spec_from_file_location(f"{folder}_{name}", REPO / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -64,11 +64,10 @@ def exported(tmp_path_factory) -> dict:
 
 
 def decode(path: str) -> np.ndarray:
-    """A photo as float32 (H, W, 3) pixels 0..255, decoded by TensorFlow (as the SavedModel does)."""
-    import tensorflow as tf
+    """A photo as float32 (H, W, 3) pixels 0..255, by the project's one decoder (as the SavedModel does)."""
+    from ssl_keras import preprocessing
 
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    return image.numpy().astype(np.float32)
+    return preprocessing.read_photo(path).astype(np.float32)
 
 
 def keras_probabilities(model_info: dict) -> np.ndarray:

@@ -1,51 +1,36 @@
-"""config.py: presets, overrides (unknown keys and wrong types are errors), `--set` parsing, every check."""
+"""config.py: overrides (unknown keys and wrong types are errors), `--set` parsing, every check."""
 
 import dataclasses
 
 import pytest
 
 from ssl_keras import config as config_lib
+from ssl_keras import presets
 from ssl_keras.config import Config, DataConfig, ModelConfig, StageConfig
 
 
-@pytest.mark.parametrize("name", sorted(config_lib.PRESETS))
-def test_presets_are_valid_and_round_trip_through_json(name):
-    cfg = config_lib.preset(name)
-    assert isinstance(cfg, Config)
-    assert cfg.preset == name
-    # What run.py writes to config.json builds the same config back.
-    assert config_lib.from_dict(config_lib.to_dict(cfg)) == cfg
-    assert isinstance(config_lib.to_dict(cfg)["model"]["filters"], list)
-
-
-def test_unknown_preset_names_the_choices():
-    with pytest.raises(ValueError, match="Unknown preset 'nosuch'") as e:
-        config_lib.preset("nosuch")
-    assert "tiny" in str(e.value)
-
-
 def test_config_is_frozen():
-    cfg = config_lib.tiny()
+    cfg = presets.tiny()
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.seed = 1
 
 
 def test_override_applies_nested_values_and_keeps_the_rest():
-    cfg = config_lib.override(config_lib.tiny(), {"finetune": {"epochs": 7}, "model": {"filters": [4, 8, 16]}})
+    cfg = config_lib.override(presets.tiny(), {"finetune": {"epochs": 7}, "model": {"filters": [4, 8, 16]}})
     assert cfg.finetune.epochs == 7
-    assert cfg.finetune.learning_rate == config_lib.tiny().finetune.learning_rate
-    assert cfg.baseline == config_lib.tiny().baseline
+    assert cfg.finetune.learning_rate == presets.tiny().finetune.learning_rate
+    assert cfg.baseline == presets.tiny().baseline
     assert cfg.model.filters == (4, 8, 16)  # lists become tuples
 
 
 def test_override_converts_ints_where_floats_and_freeze_strings_are_expected():
-    cfg = config_lib.override(config_lib.tiny(), {"finetune": {"learning_rate": 1}, "freeze": 2})
+    cfg = config_lib.override(presets.tiny(), {"finetune": {"learning_rate": 1}, "freeze": 2})
     assert cfg.finetune.learning_rate == 1.0 and isinstance(cfg.finetune.learning_rate, float)
     assert cfg.freeze == "2"
 
 
 def test_override_accepts_none_for_optional_data_dir():
-    cfg = config_lib.override(config_lib.tiny(), {"data": {"data_dir": "/x"}})
+    cfg = config_lib.override(presets.tiny(), {"data": {"data_dir": "/x"}})
     assert config_lib.override(cfg, {"data": {"data_dir": None}}).data.data_dir is None
 
 
@@ -59,7 +44,7 @@ def test_override_accepts_none_for_optional_data_dir():
 )
 def test_override_with_unknown_key_names_it(values, key):
     with pytest.raises(ValueError, match="Unknown config key") as e:
-        config_lib.override(config_lib.tiny(), values)
+        config_lib.override(presets.tiny(), values)
     assert f" {key}." in str(e.value)  # the full dotted path, e.g. "data.nosuch"
 
 
@@ -78,7 +63,7 @@ def test_override_with_unknown_key_names_it(values, key):
 )
 def test_override_with_wrong_type_raises(values, where):
     with pytest.raises(ValueError, match="Received") as e:
-        config_lib.override(config_lib.tiny(), values)
+        config_lib.override(presets.tiny(), values)
     assert where in str(e.value)
 
 
@@ -105,7 +90,7 @@ def test_parse_assignment_without_equals_sign():
 
 
 def test_parse_assignment_then_override():
-    cfg = config_lib.override(config_lib.tiny(), config_lib.parse_assignment("pretext.epochs=3"))
+    cfg = config_lib.override(presets.tiny(), config_lib.parse_assignment("pretext.epochs=3"))
     assert cfg.pretext.epochs == 3
 
 
@@ -177,4 +162,4 @@ def test_transfer_blocks_must_cover_the_frozen_ones():
 
 def test_checks_also_run_on_override():
     with pytest.raises(ValueError, match="`dropout` must be in \\[0, 1\\). Received: 2.0"):
-        config_lib.override(config_lib.tiny(), config_lib.parse_assignment("model.dropout=2"))
+        config_lib.override(presets.tiny(), config_lib.parse_assignment("model.dropout=2"))

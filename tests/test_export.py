@@ -179,3 +179,66 @@ def test_skips_without_photos(monkeypatch):
     monkeypatch.setattr(serving_helpers, "DATA_DIR", "/nonexistent/dogs")
     with pytest.raises(pytest.skip.Exception, match="real photos are not there"):
         require_photos()
+
+
+def _export_into(keras_model, classes, export_dir):
+    from ssl_keras import export
+
+    return export.export_all(keras_model, classes, str(export_dir), model_name="dog_breeds", top_k=2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("killed_in", ["tfjs", "tfjs_float16", "web", "publish"])
+def test_a_killed_export_publishes_the_version_last_and_cleans_up_after_itself(model, keras_model, tmp_path,
+                                                                            monkeypatch, killed_in):
+    """Killed before the new version is published, the old version, tfjs/, web/ and export.json are what they were
+    (or, for a part already swapped in, the new part with no version announcing it); the next export removes the
+    hidden temporary folders the kill left and publishes a whole new set."""
+    from ssl_keras import export
+
+    export_dir = tmp_path / "export"
+    first = _export_into(keras_model, model["classes"], export_dir)
+    before = (export_dir / "export.json").read_text()
+
+    class Killed(BaseException):
+        pass
+
+    def dying(*args, **kwargs):
+        raise Killed
+
+    if killed_in == "publish":
+        monkeypatch.setattr(export, "publish_version", dying)
+    elif killed_in == "web":
+        monkeypatch.setattr(export, "build_web", dying)
+    else:
+        original = export.export_tfjs
+
+        def tfjs(version_dir, output_dir, metadata, float16=False):
+            if os.path.basename(output_dir) == killed_in:
+                # killed mid-conversion: a hidden temporary folder is left, as a kill -9 would leave it
+                os.makedirs(os.path.join(os.path.dirname(output_dir), f"{export.TMP_PREFIX}{killed_in}-x"))
+                raise Killed
+            return original(version_dir, output_dir, metadata, float16)
+
+        monkeypatch.setattr(export, "export_tfjs", tfjs)
+    with pytest.raises(Killed):
+        _export_into(keras_model, model["classes"], export_dir)
+    assert sorted(os.listdir(export_dir / "saved_model" / "dog_breeds")) == ["1"]  # no new version published
+    assert (export_dir / "export.json").read_text() == before
+    monkeypatch.undo()
+
+    second = _export_into(keras_model, model["classes"], export_dir)
+    assert second["version"] == first["version"] + 1
+    assert sorted(os.listdir(export_dir / "saved_model" / "dog_breeds")) == ["1", "2"]
+    leftovers = [p for p in export_dir.rglob(f"{export.TMP_PREFIX}*")]
+    assert leftovers == []
+    with open(export_dir / "tfjs" / "model.json") as f:
+        assert json.load(f)["userDefinedMetadata"]["version"] == second["version"]
+
+
+@pytest.mark.slow
+def test_export_json_names_the_run_and_the_model_it_came_from(model):
+    info = model["info"]
+    assert info["source"]["run_dir"] == os.path.abspath(model["run_dir"])
+    assert info["source"]["model"] == os.path.abspath(model["keras_path"])
+    assert info["wall_time_s"] > 0

@@ -228,3 +228,38 @@ def test_count_params():
     block1 = 3 * 3 * 3 * 8 + 2 * 8
     assert transfer.count_params(model) == {"trainable": convs + bn_trainable + head - block1,
                                             "non_trainable": bn_stats + block1}
+
+
+def test_fused_batch_norm_matches_keras_batch_norm(tmp_path):
+    """Same outputs, gradients and moving statistics as Keras' layer, in training and inference; saves and loads."""
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(0).normal(3, 2, (8, 5, 5, 6)).astype("float32"))
+    ours, theirs = models.BatchNormalization(momentum=0.9), keras.layers.BatchNormalization(momentum=0.9)
+    ours.build(x.shape)
+    theirs.build(x.shape)
+    rng = np.random.default_rng(1)
+    for layer in (ours, theirs):
+        layer.gamma.assign(rng.uniform(0.5, 2, 6).astype("float32"))
+        layer.beta.assign(rng.normal(0, 1, 6).astype("float32"))
+        rng = np.random.default_rng(1)
+    weights = tf.constant(np.random.default_rng(2).normal(size=(8, 5, 5, 6)).astype("float32"))
+    grads = []
+    for layer in (ours, theirs):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * weights)
+        grads.append([y, *tape.gradient(loss, [x, layer.gamma, layer.beta])])
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ours.moving_mean, theirs.moving_mean, rtol=1e-6)
+    np.testing.assert_allclose(ours.moving_variance, theirs.moving_variance, rtol=1e-5)
+    np.testing.assert_allclose(ours(x, training=False), theirs(x, training=False), rtol=1e-5, atol=1e-5)
+
+    model = models.build_classifier(ModelConfig(filters=(4,)), 16, 3)
+    assert isinstance(model.get_layer("backbone").get_layer("block1_bn1"), models.BatchNormalization)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    pixels = np.random.default_rng(3).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(models.load(path)(pixels), model(pixels), rtol=1e-6)

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from ssl_keras import config as config_lib
-from ssl_keras import data, run, train
+from ssl_keras import run, train
 
 
 @pytest.fixture(autouse=True)
@@ -147,12 +147,27 @@ def test_predict_real_photo_and_non_image(folder_run, image_folder, tmp_path, ca
     assert image_folder.source_photo in out and "beagle" in out and "samoyed" in out and "%" in out
 
     (tmp_path / "notes.jpg").write_text("not a photo")
-    rc, out, err = _main(capsys, "predict", tmp_path / "notes.jpg", image_folder.source_photo,
-                         tmp_path / "missing.jpg", "--run-dir", run_dir)
+    rc, out, err = _main(capsys, "predict", tmp_path / "notes.jpg", image_folder.source_photo, "--run-dir", run_dir)
     assert rc == 1
     assert f"{tmp_path / 'notes.jpg'}: cannot read it as an image" in err
-    assert f"{tmp_path / 'missing.jpg'}: no such file. Expected the path of a photo." in err
-    assert image_folder.source_photo in out  # the good photo in between is still classified
+    assert image_folder.source_photo in out  # the good photo after it is still classified
+
+
+def test_a_missing_photo_is_reported_before_tensorflow_loads(folder_run, image_folder, capsys, monkeypatch):
+    import ssl_keras.quiet
+
+    monkeypatch.setattr(ssl_keras.quiet, "import_tensorflow", lambda: pytest.fail("TensorFlow was loaded"))
+    rc, out, err = _main(capsys, "predict", image_folder.source_photo, "missing.jpg", "--run-dir", folder_run[0])
+    assert rc == 2 and out == ""
+    assert err.startswith("error: No such photo: 'missing.jpg'. Expected the path of a JPEG, PNG, GIF or BMP")
+
+
+def test_predict_takes_the_run_dir_before_or_after_the_photo(folder_run, image_folder, capsys):
+    run_dir = folder_run[0]
+    for argv in (["predict", image_folder.source_photo, "--run-dir", run_dir],
+                 ["predict", "--run-dir", run_dir, image_folder.source_photo]):
+        rc, out, err = _main(capsys, *argv)
+        assert rc == 0 and err == "" and image_folder.source_photo in out
 
 
 def test_whole_pipeline_checks_tfjs_before_training(tmp_path, capsys, image_folder, monkeypatch):
@@ -162,7 +177,7 @@ def test_whole_pipeline_checks_tfjs_before_training(tmp_path, capsys, image_fold
         raise ValueError("TF.js is not installed: tf.min.js does not exist. Run `npm ci`.")
 
     monkeypatch.setattr(export, "tfjs_script_path", missing)
-    rc, _, err = _main(capsys, "--preset", "tiny", "--data-dir", image_folder, "--run-dir", tmp_path / "run")
+    rc, _, err = _main(capsys, "--preset", "tiny", "--data-dir", image_folder.root, "--run-dir", tmp_path / "run")
     assert rc == 2 and "npm ci" in err
     assert not os.path.exists(tmp_path / "run" / "baseline")  # nothing trained
 
@@ -172,181 +187,41 @@ def test_resume_needs_a_run(capsys):
     assert rc == 2 and "No run found under models/" in err
 
 
-# --- end to end ----------------------------------------------------------------------------------------------
-
-STAGES = ("baseline", "pretext", "finetune", "evaluate", "report")
+# --- every path and config file is checked before work starts ------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def e2e(dogs_dir, tmp_path_factory):
-    """The tiny preset on the real photos, every stage but export through `main`, then `predict`."""
-    run_dir = tmp_path_factory.mktemp("e2e") / "run"
-    calls = {}
-    for stage in STAGES:
-        argv = [stage, "--run-dir", str(run_dir)]
-        if stage == "baseline":
-            argv += ["--preset", "tiny", "--data-dir", dogs_dir]
-        calls[stage] = _captured(argv)
-    split = json.loads((run_dir / "split.json").read_text())
-    photo = os.path.join(dogs_dir, split["test"][0][0])
-    calls["predict"] = _captured(["predict", photo, "--run-dir", str(run_dir)])
-    return run_dir, calls, photo
+@pytest.mark.parametrize("content, words", [
+    ("[1, 2]", "holds a JSON list. Expected a JSON object"),
+    ("\"text\"", "holds a JSON str. Expected a JSON object"),
+    ("{\"model\": [1]}", "`model` must be a mapping"),
+    ("{\"model\": {\"filters\": {\"a\": 1}}}", "`model.filters` must be a list"),
+    ("[[[[" * 5000 + "]]]]" * 5000, "Cannot read config file"),  # too deep for the JSON parser
+    ("{not json", "Cannot read config file"),
+])
+def test_config_files_are_checked_for_their_shape(tmp_path, capsys, content, words):
+    (tmp_path / "c.json").write_text(content)
+    rc, _, err = _main(capsys, "--preset", "tiny", "--config", tmp_path / "c.json", "--run-dir", tmp_path / "run")
+    assert rc == 2 and words in err, err
+    assert not (tmp_path / "run").exists()
 
 
-def _captured(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = run.main(argv)
-    return rc, out.getvalue(), err.getvalue()
+@pytest.mark.parametrize("flag", ["--run-dir", "--export-dir"])
+def test_a_path_under_a_file_is_refused_before_work_starts(tmp_path, capsys, flag):
+    (tmp_path / "file").write_text("")
+    argv = ["--preset", "tiny", "--data-dir", tmp_path, "--run-dir", tmp_path / "run"]
+    rc, _, err = _main(capsys, *argv, flag, tmp_path / "file" / "sub")
+    assert rc == 2 and f"{flag} '{tmp_path / 'file' / 'sub'}' cannot be made: '{tmp_path / 'file'}' is a file" in err
+    rc, _, err = _main(capsys, *argv, flag, tmp_path / "file")
+    assert rc == 2 and f"{flag} '{tmp_path / 'file'}' is a file. Expected a folder" in err
+    assert not (tmp_path / "run").exists()
 
 
-CLASSIFIERS = ("baseline", "finetune_1", "finetune_all")
+@pytest.mark.parametrize("argv", [["evaluate"], ["report"], ["export"], ["methods"], ["predict", __file__],
+                                  ["baseline", "--resume"], ["--resume"]])
+def test_a_stage_that_needs_a_run_refuses_a_missing_one_without_a_download(tmp_path, capsys, monkeypatch, argv):
+    import ssl_keras.quiet
 
-
-@pytest.mark.slow
-def test_end_to_end_artefacts(e2e, dogs_dir):
-    run_dir, calls, _ = e2e
-    for stage, (rc, out, err) in calls.items():
-        assert rc == 0, f"{stage}: {err}"
-    for name in ("config.json", "split.json", "skipped.json", "report.json", "comparison.png", "prediction.png",
-                 "pretext/rotations.png"):
-        assert (run_dir / name).is_file(), name
-    for stage in ("pretext", *CLASSIFIERS):
-        for name in ("history.csv", "best.keras", "final.keras", "curves.png", "stage.json"):
-            assert (run_dir / stage / name).is_file(), f"{stage}/{name}"
-        hist = train.read_history(str(run_dir / stage / "history.csv"))
-        assert hist["epoch"] == [0.0, 1.0], stage  # tiny: 2 epochs a stage
-    for stage in CLASSIFIERS:
-        assert (run_dir / stage / "confusion.png").is_file()
-        assert json.loads((run_dir / stage / "test_metrics.json").read_text())["n"] == 24
-    for png in run_dir.rglob("*.png"):
-        with Image.open(png) as im:
-            assert im.format == "PNG" and min(im.size) > 100, png
-
-    cfg = config_lib.from_dict(json.loads((run_dir / "config.json").read_text()))
-    assert cfg == config_lib.override(config_lib.tiny(), {"data": {"data_dir": dogs_dir}})
-
-    report = json.loads((run_dir / "report.json").read_text())
-    records = data.ImageFolder(dogs_dir).records()
-    assert report["classes"] == data.choose_classes(records, num_classes=3)
-    assert report["seed"] == 0 and report["preset"] == "tiny"
-    assert report["counts"] == {"labelled": 24, "val": 12, "test": 24, "unlabelled": 58, "unlabelled_val": 6,
-                                "skipped": 0}
-    for key in ("baseline", "ssl", "ssl_frozen"):
-        assert 0.0 <= report[key]["test_accuracy"] <= 1.0, key
-        assert report[key]["wall_time_s"] > 0, key
-    assert report["ssl"]["freeze"] == "1" and report["ssl_frozen"]["freeze"] == "all"
-    assert report["ssl"]["weights_copied"] == report["ssl_frozen"]["weights_copied"] == 2 * 5
-    assert 0.0 <= report["pretext"]["val_accuracy"] <= 1.0
-    assert report["pretext"]["samples_per_epoch"] == 4 * 58
-    assert set(report["wall_time_s"]) == {"baseline", "pretext", "finetune", "evaluate"}
-    assert all(t > 0 for t in report["wall_time_s"].values())
-
-    split = json.loads((run_dir / "split.json").read_text())
-    assert all(os.path.basename(k).startswith("imagewoof_val_") for k, _ in split["test"])
-    assert json.loads((run_dir / "skipped.json").read_text()) == {"count": 0, "files": []}
-
-
-@pytest.mark.slow
-def test_end_to_end_predict(e2e):
-    _, calls, photo = e2e
-    rc, out, err = calls["predict"]
-    assert rc == 0 and err == ""
-    lines = out[out.index(photo):].splitlines()[1:4]
-    assert len(lines) == 3  # top-k is 5, the run has 3 classes
-    assert sum(float(line.split("%")[0]) for line in lines) == pytest.approx(100, abs=0.1)
-
-
-@pytest.mark.slow
-def test_resume_skips_finished_stages(e2e, capsys):
-    run_dir = e2e[0]
-    stamps = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.keras")}
-    start = time.time()
-    for stage, names in (("baseline", ["baseline"]), ("pretext", ["pretext"]), ("finetune", CLASSIFIERS[1:])):
-        rc, out, _ = _main(capsys, stage, "--resume", "--run-dir", run_dir)
-        assert rc == 0
-        for name in names:
-            assert f"[{name}] already finished; skipping (--resume)." in out
-    print(f"resume of 3 finished stages: {time.time() - start:.1f} s")
-    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.keras")} == stamps  # nothing was trained again
-    for stage in ("pretext", *CLASSIFIERS):
-        assert len(train.read_history(str(run_dir / stage / "history.csv"))["loss"]) == 2
-
-
-@pytest.mark.slow
-def test_finetune_transfers_only_the_first_blocks(e2e, tmp_path, capsys):
-    import keras
-
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    for name in ("config.json", "split.json"):
-        shutil.copy(e2e[0] / name, run_dir / name)
-    shutil.copytree(e2e[0] / "pretext", run_dir / "pretext")
-    rc, _, err = _main(capsys, "finetune", "--run-dir", run_dir, "--resume", "--transfer-blocks", "1")
-    assert rc == 0, err
-    copied = {d: json.loads((run_dir / d / "stage.json").read_text())["weights_copied"]
-              for d in ("finetune_1", "finetune_all")}
-    assert copied == {"finetune_1": 5, "finetune_all": 10}  # the frozen comparison takes the whole backbone
-
-    def kernel(path, layer):
-        return np.ravel(keras.models.load_model(path).get_layer("backbone").get_layer(layer).kernel)
-
-    pretext = run_dir / "pretext" / "best.keras"
-    # Block 1 is frozen, so it still holds the pretext weights.
-    np.testing.assert_array_equal(kernel(run_dir / "finetune_1" / "final.keras", "block1_conv1"),
-                                  kernel(pretext, "block1_conv1"))
-    # Block 2 started fresh: two tiny epochs later it is unrelated to the pretext kernel, where the
-    # fully transferred run's block 2 is still close to it.
-
-    def corr(path):
-        return np.corrcoef(kernel(path, "block2_conv1"), kernel(pretext, "block2_conv1"))[0, 1]
-
-    assert corr(run_dir / "finetune_1" / "final.keras") < 0.3
-    assert corr(e2e[0] / "finetune_1" / "final.keras") > 0.9
-
-
-@pytest.mark.slow
-def test_resume_keeps_wall_times(e2e, capsys):
-    run_dir = e2e[0]
-    trained = json.loads((run_dir / "pretext" / "stage.json").read_text())["wall_time_s"]
-    _main(capsys, "pretext", "--resume", "--run-dir", run_dir)
-    # main() times the stage from outside, so its figure is at least the stage's own.
-    assert json.loads((run_dir / "wall_time.json").read_text())["pretext"] >= trained
-
-
-@pytest.mark.slow
-def test_resume_reads_the_time_of_a_stage_trained_elsewhere(e2e, capsys):
-    # A stage copied in from another run (benchmarks/results_table.py --pretext-from) has its stage.json but no
-    # entry in this run's wall_time.json: its time is the one its stage.json recorded, not the seconds of the skip.
-    run_dir = e2e[0]
-    path = run_dir / "wall_time.json"
-    saved = path.read_text()
-
-    def recorded(name):
-        return json.loads((run_dir / name / "stage.json").read_text())["wall_time_s"]
-
-    try:
-        path.write_text(json.dumps({k: v for k, v in json.loads(saved).items() if k not in ("pretext", "finetune")}))
-        for stage in ("pretext", "finetune"):
-            assert _main(capsys, stage, "--resume", "--run-dir", run_dir)[0] == 0
-        wall = json.loads(path.read_text())
-        assert wall["pretext"] == recorded("pretext") > 0
-        assert wall["finetune"] == pytest.approx(recorded("finetune_1") + recorded("finetune_all"), abs=0.1)
-    finally:
-        path.write_text(saved)
-
-
-@pytest.mark.slow
-def test_resume_times_a_stage_that_ran_again(e2e, capsys):
-    run_dir = e2e[0]
-    path = run_dir / "wall_time.json"
-    saved = path.read_text()
-    try:
-        path.write_text(json.dumps({**json.loads(saved), "baseline": 12345.0, "evaluate": 12345.0}))
-        for stage in ("baseline", "evaluate"):  # baseline is skipped, evaluate always runs again
-            assert _main(capsys, stage, "--resume", "--run-dir", run_dir)[0] == 0
-        wall = json.loads(path.read_text())
-        assert wall["baseline"] == 12345.0
-        assert 0 < wall["evaluate"] < 12345.0
-    finally:
-        path.write_text(saved)
+    monkeypatch.setattr(ssl_keras.quiet, "import_tensorflow", lambda: pytest.fail("TensorFlow was loaded"))
+    rc, out, err = _main(capsys, *argv, "--run-dir", tmp_path / "nope")
+    assert rc == 2 and f"'{tmp_path / 'nope'}' is not a run directory (it has no config.json)" in err
+    assert not (tmp_path / "nope").exists()

@@ -1,5 +1,6 @@
 """train.py: atomic saves, what `fit` leaves in a stage directory, and resuming an interrupted fit."""
 
+import json
 import os
 
 import keras
@@ -13,6 +14,9 @@ from ssl_keras.config import ModelConfig, StageConfig
 SIZE = 16
 CFG = ModelConfig(filters=(4, 8), dense_units=8, dropout=0.0)
 STEPS = 2  # batches an epoch
+# What a finished stage directory holds: the resume state (backup/state.json, marked done), the best epoch's
+# model and its score, the last epoch's model, the history, and TensorBoard logs.
+LAYOUT = ["backup", "best.json", "best.keras", "final.keras", "history.csv", "logs"]
 
 
 def _model():
@@ -63,7 +67,8 @@ def test_fit_writes_history_best_and_final(tmp_path, datasets):
     model, stage_dir = _model(), str(tmp_path / "baseline")
     hist = train.fit(model, train_ds, val_ds, StageConfig(epochs=3), stage_dir, steps_per_epoch=STEPS, verbose=0)
 
-    assert sorted(os.listdir(stage_dir)) == ["best.keras", "final.keras", "history.csv"]  # backup/ is gone
+    assert sorted(os.listdir(stage_dir)) == LAYOUT
+    assert os.listdir(os.path.join(stage_dir, "backup")) == ["state.json"]  # the weight backups are gone
     assert hist == train.read_history(os.path.join(stage_dir, "history.csv"))
     assert hist["epoch"] == [0.0, 1.0, 2.0]
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(hist)
@@ -111,7 +116,138 @@ def test_interrupted_fit_resumes_from_the_next_epoch(tmp_path, datasets, monkeyp
     hist = train.fit(second, train_ds, val_ds, stage, stage_dir, steps_per_epoch=STEPS, resume=True, verbose=0)
     assert hist["epoch"] == [0.0, 1.0, 2.0, 3.0]  # 4 rows, not 2 + 4
     assert int(second.optimizer.iterations) == 4 * STEPS  # weights and optimizer state came back from the backup
-    assert sorted(os.listdir(stage_dir)) == ["best.keras", "final.keras", "history.csv"]
+    assert sorted(os.listdir(stage_dir)) == LAYOUT
     best = keras.models.load_model(os.path.join(stage_dir, "best.keras"))  # the best of all 4 epochs
     best.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     assert best.evaluate(val_ds, verbose=0, return_dict=True)["accuracy"] == pytest.approx(max(hist["val_accuracy"]))
+
+
+# --- killed at any instant -------------------------------------------------------------------------------------
+
+
+class _Killed(BaseException):
+    """A kill -9 stand-in: nothing after it runs (not even `except Exception` handlers)."""
+
+
+def _history(stage_dir):
+    return train.read_history(os.path.join(stage_dir, "history.csv"))
+
+
+def _resume_and_check(stage_dir, datasets, epochs=4):
+    """Resumes the stage in a fresh model; the finished stage has one history row an epoch."""
+    train_ds, val_ds = datasets
+    model = _model()
+    hist = train.fit(model, train_ds, val_ds, StageConfig(epochs=epochs), stage_dir, steps_per_epoch=STEPS,
+                     resume=True, verbose=0)
+    assert hist["epoch"] == [float(e) for e in range(epochs)]
+    assert _history(stage_dir) == hist
+    assert sorted(os.listdir(stage_dir)) == LAYOUT
+    best = keras.models.load_model(os.path.join(stage_dir, "best.keras"))
+    assert train.validate(best, val_ds)["val_accuracy"] == pytest.approx(max(hist["val_accuracy"]))
+    return model, hist
+
+
+def _kill_at_epoch(monkeypatch, target, name, epoch, stage_dir, datasets, *, before=None):
+    """Runs a 4-epoch fit that dies in `target.name` during epoch `epoch` (0-based), after `before()`."""
+    original = getattr(target, name)
+    calls = {"epoch": -1}
+
+    def dying(*args, **kwargs):
+        if calls["epoch"] == epoch:
+            if before:
+                before(*args, **kwargs)
+            raise _Killed
+        return original(*args, **kwargs)
+
+    class Epochs(keras.callbacks.Callback):
+        def on_epoch_begin(self, e, logs=None):
+            calls["epoch"] = e
+
+    monkeypatch.setattr(target, name, dying)
+    model = _model()
+    fit = model.fit
+    monkeypatch.setattr(model, "fit", lambda *a, callbacks=(), **k: fit(*a, callbacks=[Epochs(), *callbacks], **k))
+    train_ds, val_ds = datasets
+    with pytest.raises(_Killed):
+        train.fit(model, train_ds, val_ds, StageConfig(epochs=4), stage_dir, steps_per_epoch=STEPS, verbose=0)
+    monkeypatch.setattr(target, name, original)
+
+
+def test_killed_inside_the_weights_write_resumes_from_the_last_committed_epoch(tmp_path, datasets, monkeypatch):
+    stage_dir = str(tmp_path / "stage")
+
+    def half_written(self, filepath, *args, **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(b"\x89HDF\r\n half a file")
+
+    _kill_at_epoch(monkeypatch, keras.Model, "save_weights", 2, stage_dir, datasets, before=half_written)
+    assert _history(stage_dir)["epoch"] == [0.0, 1.0]
+    _resume_and_check(stage_dir, datasets)
+
+
+def test_killed_between_the_commit_and_the_history_file(tmp_path, datasets, monkeypatch):
+    stage_dir = str(tmp_path / "stage")
+    original = train.write_atomic
+
+    def dying(path, text):
+        original(path, text)
+        if path.endswith("state.json") and json.loads(text)["epoch"] == 2:
+            raise _Killed
+
+    monkeypatch.setattr(train, "write_atomic", dying)
+    train_ds, val_ds = datasets
+    with pytest.raises(_Killed):
+        train.fit(_model(), train_ds, val_ds, StageConfig(epochs=4), stage_dir, steps_per_epoch=STEPS, verbose=0)
+    monkeypatch.setattr(train, "write_atomic", original)
+    assert _history(stage_dir)["epoch"] == [0.0]  # epoch 1 is committed, its history row not yet written
+    _resume_and_check(stage_dir, datasets)
+
+
+def test_killed_before_a_new_best_is_saved_saves_it_on_resume(tmp_path, datasets, monkeypatch):
+    stage_dir = str(tmp_path / "stage")
+    _kill_at_epoch(monkeypatch, train.Checkpointer, "_save_best", 0, stage_dir, datasets)
+    assert not os.path.exists(os.path.join(stage_dir, "best.keras"))  # epoch 0 is committed, best.keras missing
+    _resume_and_check(stage_dir, datasets)
+
+
+def test_killed_between_final_model_and_done_does_not_train_again(tmp_path, datasets, monkeypatch):
+    stage_dir = str(tmp_path / "stage")
+    train_ds, val_ds = datasets
+    original = train.Checkpointer.finish
+
+    def dying(self):
+        train.save_atomic(self.keep, os.path.join(self.dir, "final.keras"))
+        raise _Killed
+
+    monkeypatch.setattr(train.Checkpointer, "finish", dying)
+    with pytest.raises(_Killed):
+        train.fit(_model(), train_ds, val_ds, StageConfig(epochs=4), stage_dir, steps_per_epoch=STEPS, verbose=0)
+    monkeypatch.setattr(train.Checkpointer, "finish", original)
+    model, _ = _resume_and_check(stage_dir, datasets)
+    assert int(model.optimizer.iterations) == 4 * STEPS  # restored, not trained again
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "truncated state", "state names a missing file"])
+def test_a_damaged_backup_restarts_the_stage_and_says_so(tmp_path, datasets, damage):
+    stage_dir = str(tmp_path / "stage")
+    train_ds, val_ds = datasets
+    with pytest.raises(KeyboardInterrupt):
+        model = _model()
+        fit = model.fit
+        model.fit = lambda *a, callbacks=(), **k: fit(*a, callbacks=[*callbacks, _Interrupt(2)], **k)
+        train.fit(model, train_ds, val_ds, StageConfig(epochs=4), stage_dir, steps_per_epoch=STEPS, verbose=0)
+    backup = os.path.join(stage_dir, "backup")
+    weights = next(f for f in os.listdir(backup) if f.endswith(".weights.h5"))
+    if damage == "truncated weights":
+        with open(os.path.join(backup, weights), "r+b") as f:
+            f.truncate(200)
+    elif damage == "truncated state":
+        with open(os.path.join(backup, "state.json"), "r+b") as f:
+            f.truncate(10)
+    else:
+        os.remove(os.path.join(backup, weights))
+    said = []
+    hist = train.fit(_model(), train_ds, val_ds, StageConfig(epochs=4), stage_dir, steps_per_epoch=STEPS,
+                     resume=True, verbose=0, log=said.append)
+    assert hist["epoch"] == [0.0, 1.0, 2.0, 3.0]
+    assert len(said) == 1 and "starting the stage over" in said[0], said

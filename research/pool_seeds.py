@@ -1,11 +1,12 @@
 """Pools the seeds of several results tables of one config into one mean ± std.
 
-    python benchmarks/pool_seeds.py results/default-96px results/default-96px-s34 --out results/default-96px-5seeds.md
+    python research/pool_seeds.py results/quick results/quick-s345 --out /tmp/quick-6seeds.md
 
-Every table directory that `results_table.py` writes keeps, per seed, the run's report.json and config.json.
-This reads them all, refuses to pool runs whose configs differ in anything but the seed (or that share a seed;
-an option added after a run was made counts at its default), and prints each method's test accuracy over every
-seed, and the fine-tuned SSL minus baseline gap.
+Answers: with more seeds than one table holds, what is each classifier's mean and spread? Every
+`benchmarks/results_table.py` directory keeps, per seed, the run's report.json and config.json. This reads
+them all, refuses to pool runs whose configs differ in anything but the seed (an option added after a run was
+made counts at its default) or that share a seed, and prints each classifier's test accuracy and gap to the
+baseline over every seed.
 """
 
 import argparse
@@ -13,15 +14,10 @@ import glob
 import json
 import os
 import shlex
+import statistics
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from common import write_table  # noqa: E402
-from results_table import METHODS, mean_std, row  # noqa: E402
-
-from ssl_keras import config as config_lib  # noqa: E402
+from ssl_keras import config as config_lib
 
 
 def read_seeds(table_dirs) -> list[dict]:
@@ -58,25 +54,34 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def _cell(values) -> str:
+    mean = statistics.mean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.1f} ± {std:.1f}"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("table_dirs", nargs="+", help="directories written by results_table.py")
+    p.add_argument("table_dirs", nargs="+", help="directories written by benchmarks/results_table.py")
     p.add_argument("--out", required=True, help="the markdown file to write")
     args = p.parse_args(argv)
     reports = read_seeds(args.table_dirs)
     seeds = [r["seed"] for r in reports]
+    keys = [k for k, v in reports[0].items() if isinstance(v, dict) and "test_accuracy" in v and k != "best"
+            and all(r.get(k, {}).get("test_accuracy") is not None for r in reports)]
     lines = [f"Seeds {seeds} of {', '.join(args.table_dirs)}, one config.", "",
-             "| method | test accuracy (mean ± std) | per seed |", "|---|---|---|"]
-    for label, key in METHODS:
-        vals = [r[key]["test_accuracy"] for r in reports if r[key].get("test_accuracy") is not None]
-        if len(vals) == len(reports):
-            lines.append(row(label, vals))
-    gaps = [100 * (r["ssl"]["test_accuracy"] - r["baseline"]["test_accuracy"]) for r in reports]
-    mean, std = mean_std(gaps)
-    lines += ["", f"Fine-tuned SSL minus baseline: {mean:+.1f} ± {std:.1f} points "
-              f"({', '.join(f'{g:+.1f}' for g in gaps)}).", "",
-              f"Command: `python benchmarks/pool_seeds.py {shlex.join(sys.argv[1:] if argv is None else argv)}`"]
-    write_table(lines, args.out)
+             "| classifier | test accuracy % (mean ± std) | minus baseline, points | per seed |", "|---|---|---|---|"]
+    for key in keys:
+        acc = [100 * r[key]["test_accuracy"] for r in reports]
+        gap = [a - 100 * r["baseline"]["test_accuracy"] for a, r in zip(acc, reports)]
+        label = reports[0][key].get("label", key)
+        lines.append(f"| {label} | {_cell(acc)} | {'-' if key == 'baseline' else _cell(gap)} | "
+                     f"{', '.join(f'{a:.1f}' for a in acc)} |")
+    lines += ["", f"Command: `python research/pool_seeds.py {shlex.join(sys.argv[1:] if argv is None else argv)}`"]
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
     return 0
 
 

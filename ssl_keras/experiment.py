@@ -1,0 +1,778 @@
+"""The experiment as a library: a run directory and its stages, each a function of the resolved config.
+
+    from ssl_keras import experiment, presets
+    run = experiment.Run(presets.quick(), "models/my-run")
+    experiment.run_stages(run, experiment.PIPELINE)
+
+The command line (`ssl_keras.run`) and every benchmark call these functions, so a
+benchmark makes exactly the splits and models that `python -m ssl_keras.run` makes.
+A run directory explains itself: `config.json` (the resolved config), `split.json`,
+`skipped.json`, one folder a stage (`history.csv`, `curves.png`, `best.keras`,
+`final.keras`, `stage.json`, `logs/` for TensorBoard), `wall_time.json`,
+`report.json` and the plots. `classifiers(cfg)` is the one table that names every
+classifier of a run: its directory, its `report.json` key and its plot label.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+
+from ssl_keras import config as config_lib
+from ssl_keras.config import METHODS
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """One breed classifier of a run."""
+
+    dir: str  # its stage directory inside the run directory
+    key: str  # its key in report.json
+    label: str  # its label in plots and tables
+    method: str  # the `method` that trains it ("pretrain": the article's pipeline)
+
+
+def classifiers(cfg) -> list[Classifier]:
+    """Every classifier the config trains, in training order: the one naming table of a run."""
+    out = [Classifier("baseline", "baseline", "baseline (from scratch)", "pretrain")]
+    if cfg.freeze != "all" and cfg.also_frozen:
+        out.append(Classifier("finetune_all", "ssl_frozen", "SSL, backbone frozen", "pretrain"))
+    fine_tuned = "SSL, backbone frozen" if cfg.freeze == "all" else "SSL, fine-tuned"
+    out.append(Classifier(f"finetune_{cfg.freeze}", "ssl", fine_tuned, "pretrain"))
+    if "rotation_aux" in cfg.method:
+        for start in cfg.rotation_aux.starts:
+            name = "rotation_aux" if start == "pretext" else "rotation_aux_scratch"
+            out.append(Classifier(name, name, f"rotation loss, from {start}", "rotation_aux"))
+    if "self_training" in cfg.method:
+        out.append(Classifier("self_training", "self_training", "self-training", "self_training"))
+    if "fixmatch" in cfg.method:
+        out.append(Classifier("fixmatch", "fixmatch", "FixMatch", "fixmatch"))
+    return out
+
+
+def write_json(path: str, obj) -> None:
+    """Writes JSON next to `path`, then renames it into place."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _rounded(value, digits=4):
+    """`value` with every float rounded (report.json's figures)."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v, digits) for v in value]
+    return value
+
+
+class Run:
+    """One run directory and what its stages share: config, split, data source."""
+
+    def __init__(self, cfg, run_dir: str, *, resume: bool = False, verbose=1, log=print):
+        self.cfg, self.dir, self.resume, self.verbose, self.log = cfg, run_dir, resume, verbose, log
+        os.makedirs(run_dir, exist_ok=True)
+        write_json(self.path("config.json"), config_lib.to_dict(cfg))
+        self._source = None
+        self._split = None
+        self.trained = 0  # training stages that ran in this call (not skipped by --resume)
+
+    def path(self, *parts) -> str:
+        return os.path.join(self.dir, *parts)
+
+    @property
+    def source(self):
+        from ssl_keras import sources
+
+        if self._source is None:
+            self._source = sources.open_source(self.cfg.data.data_dir, self.cfg.data.tfds_name)
+        return self._source
+
+    @property
+    def split(self) -> dict:
+        """The run's split, made once (seeded) and then read back from split.json."""
+        if self._split is None:
+            self._split = read_json(self.path("split.json")) if os.path.exists(self.path("split.json")) \
+                else self._make_split()
+        return self._split
+
+    def _make_split(self) -> dict:
+        from ssl_keras import sources, split as split_lib
+
+        d = self.cfg.data
+        self.log(f"Reading {self.source.description} ...")
+        records = self.source.records()
+        good, bad = sources.scan_images(self.source, [r.key for r in records])
+        good = set(good)
+        if bad:
+            self.log(f"Skipped {len(bad)} unreadable photo(s); listed in {self.path('skipped.json')}")
+        write_json(self.path("skipped.json"), {"count": len(bad), "files": bad})
+        records = [r for r in records if r.key in good]
+        classes = split_lib.choose_classes(records, d.classes, d.num_classes)
+        split = split_lib.make_split(
+            records, classes, labels_per_class=d.labels_per_class, val_per_class=d.val_per_class,
+            test_fraction=d.test_fraction, max_test_per_class=d.max_test_per_class,
+            max_unlabelled=d.max_unlabelled, seed=self.cfg.seed)
+        split["source"] = self.source.description
+        split["skipped"] = len(bad)
+        write_json(self.path("split.json"), split)
+        self.log(f"Split: {len(split['labelled'])} labelled, {len(split['val'])} validation, "
+                 f"{len(split['test'])} test, {len(split['unlabelled'])} + {len(split['unlabelled_val'])} "
+                 f"unlabelled (train + val) photos; classes: {', '.join(classes)}")
+        return split
+
+    @property
+    def classes(self) -> list[str]:
+        return self.split["classes"]
+
+    @property
+    def pool(self) -> list[str]:
+        """Every unlabelled photo (the rotation task's train and validation parts); never val or test."""
+        return self.split["unlabelled"] + self.split["unlabelled_val"]
+
+    def labelled(self, part: str, *, training=False, stage=None, repeat=False):
+        from ssl_keras import data
+
+        d = self.cfg.data
+        return data.labelled_dataset(self.source, self.split[part], d.image_size, d.batch_size, training=training,
+                                     stage=stage, seed=self.cfg.seed, repeat=repeat)
+
+    def stage_info(self, name: str) -> dict:
+        p = self.path(name, "stage.json")
+        return read_json(p) if os.path.exists(p) else {}
+
+    def stage_done(self, name: str) -> dict | None:
+        return (self.stage_info(name) or None) if self.resume else None
+
+    def finish_stage(self, name: str, start: float, **extra) -> dict:
+        info = {"wall_time_s": round(time.time() - start, 1), **extra}
+        write_json(self.path(name, "stage.json"), info)
+        self.trained += 1
+        return info
+
+    def test_accuracy(self, name: str) -> float | None:
+        p = self.path(name, "test_metrics.json")
+        return read_json(p)["accuracy"] if os.path.exists(p) else None
+
+
+# --- the article's stages ----------------------------------------------------------------------------------------
+
+
+def _entry(cfg, name: str) -> Classifier:
+    return next(c for c in classifiers(cfg) if c.dir == name)
+
+
+def _new_classifier(run: Run, init: str, freeze: str, *, pretext=None, teacher_path=None):
+    """A breed classifier, initialised as `init` says ("scratch", "pretext", "teacher"), blocks frozen by `freeze`.
+
+    Returns:
+        (model, number of backbone weight tensors copied).
+    """
+
+    from ssl_keras import models, transfer
+
+    cfg = run.cfg
+    model = models.build_classifier(cfg.model, cfg.data.image_size, len(run.classes),
+                                    frozen_backbone=(freeze == "all"))
+    copied = 0
+    if init == "pretext":
+        # the fully frozen comparison always takes the whole backbone
+        copied = transfer.copy_backbone(pretext, model, 0 if freeze == "all" else cfg.transfer_blocks)
+    elif init == "teacher":
+        copied = transfer.copy_weights(models.load(teacher_path), model)
+    if init != "scratch":
+        transfer.set_frozen(model, freeze)
+    return model, copied
+
+
+def _classifier_stage(run: Run, name: str, init: str, freeze: str, fit, *, pretext=None, teacher=None,
+                      **extra) -> dict:
+    """Trains one breed classifier into `run/name` with `fit(model, stage_dir) -> history`; returns its stage.json.
+
+    Skipped (and its stage.json returned) when a resumed run has finished it.
+    """
+    from ssl_keras import distribute, plots, train, transfer
+
+    if (done := run.stage_done(name)) is not None:
+        run.log(f"[{name}] already finished; skipping (--resume).")
+        return done
+    start = time.time()
+    strategy = distribute.strategy_for(run.cfg.strategy)  # the one main() made (strategy_for keeps it)
+    with strategy.scope():  # build, compile and fit under the strategy
+        model, copied = _new_classifier(run, init, freeze, pretext=pretext,
+                                        teacher_path=run.path(teacher, "best.keras") if teacher else None)
+        params = transfer.count_params(model)
+        run.log(f"\n[{name}] {len(run.split['labelled'])} labelled photos; start: {init}"
+                f"{f' ({teacher})' if teacher else ''}; backbone weights copied: {copied}; freeze={freeze}; "
+                f"trainable params {params['trainable']:,}, frozen {params['non_trainable']:,}")
+        hist = fit(model, run.path(name))
+    best = train.best_epoch(hist)
+    plots.history(hist, name, run.path(name, "curves.png"), best_epoch=best)
+    return run.finish_stage(name, start, epochs=len(hist.get("loss", [])),
+                            best_val_accuracy=max(hist.get("val_accuracy", [0.0])), best_epoch=best,
+                            val_accuracy_last=train.last_epochs_mean(hist), weights_copied=copied, init=init,
+                            teacher=teacher, freeze=freeze, **params, **extra)
+
+
+def _fit_labelled(run: Run, stage):
+    """`fit(model, stage_dir)` for a classifier trained on the labelled photos alone."""
+    from ssl_keras import train
+
+    def fit(model, stage_dir):
+        steps = math.ceil(len(run.split["labelled"]) / run.cfg.data.batch_size)
+        return train.fit(model, run.labelled("labelled", training=True, stage=stage, repeat=True),
+                         run.labelled("val"), stage, stage_dir, steps_per_epoch=steps, resume=run.resume,
+                         verbose=run.verbose, log=run.log)
+
+    return fit
+
+
+def baseline(run: Run) -> dict:
+    """A classifier trained from scratch on the labelled photos."""
+    return _classifier_stage(run, "baseline", "scratch", "none", _fit_labelled(run, run.cfg.baseline))
+
+
+def _accelerator() -> str | None:
+    """"/GPU:0" when TensorFlow sees a GPU (the rotations then run there), else None."""
+    import tensorflow as tf
+
+    return "/GPU:0" if tf.config.list_physical_devices("GPU") else None
+
+
+def pretext(run: Run) -> dict:
+    """The same backbone with a 4-way head, trained to predict the rotation of unlabelled photos."""
+    from ssl_keras import data, distribute, models, plots, rotations, train
+
+    if (done := run.stage_done("pretext")) is not None:
+        run.log("[pretext] already finished; skipping (--resume).")
+        return done
+    cfg, start = run.cfg, time.time()
+    strategy = distribute.strategy_for(cfg.strategy)
+    d = cfg.data
+    keys, val_keys = run.split["unlabelled"], run.split["unlabelled_val"]
+    # Under mirrored / multi-worker the strategy places the batches on its devices itself.
+    train_ds = data.pretext_dataset(run.source, keys, d.image_size, d.batch_size, training=True, stage=cfg.pretext,
+                                    seed=cfg.seed, device=_accelerator() if cfg.strategy == "default" else None)
+    val_ds = data.pretext_dataset(run.source, val_keys, d.image_size, d.batch_size)
+    os.makedirs(run.path("pretext"), exist_ok=True)
+    example, labels = next(iter(val_ds))
+    b = example.shape[0] // 4
+    plots.rotations(example.numpy()[::b][:4], labels.numpy()[::b][:4], rotations.ANGLES,
+                    run.path("pretext", "rotations.png"))
+    run.log(f"\n[pretext] {len(keys)} unlabelled photos -> {4 * len(keys)} rotated samples an epoch; "
+            f"{4 * len(val_keys)} for validation")
+    with strategy.scope():
+        model = models.build_rotation_model(cfg.model, d.image_size)
+        hist = train.fit(model, train_ds.repeat(), val_ds, cfg.pretext, run.path("pretext"),
+                         steps_per_epoch=math.ceil(len(keys) / d.batch_size), resume=run.resume,
+                         verbose=run.verbose, log=run.log)
+    best = train.best_epoch(hist)
+    plots.history(hist, "pretext (rotation)", run.path("pretext", "curves.png"), best_epoch=best)
+    return run.finish_stage("pretext", start, epochs=len(hist.get("loss", [])),
+                            best_val_accuracy=max(hist.get("val_accuracy", [0.0])), best_epoch=best,
+                            val_accuracy_last=train.last_epochs_mean(hist), samples_per_epoch=4 * len(keys))
+
+
+def _pretext_model(run: Run):
+    """The run's rotation model (its best epoch)."""
+    from ssl_keras import models
+
+    path = run.path("pretext", "best.keras")
+    if not os.path.exists(path):
+        raise ValueError(f"No pretext model at {path!r}. Run the `pretext` stage first.")
+    return models.load(path)
+
+
+def finetune(run: Run) -> dict:
+    """Fresh breed classifiers on the pretext backbone: fully frozen (for comparison) and as configured."""
+    model = _pretext_model(run)
+    out = {}
+    for entry in classifiers(run.cfg):
+        if entry.method == "pretrain" and entry.dir.startswith("finetune_"):
+            freeze = entry.dir[len("finetune_"):]
+            out[entry.dir] = _classifier_stage(run, entry.dir, "pretext", freeze,
+                                               _fit_labelled(run, run.cfg.finetune), pretext=model)
+    return out
+
+
+# --- the semi-supervised methods ---------------------------------------------------------------------------------
+
+
+def val_score(info: dict) -> float:
+    """What picks between classifiers: the mean validation accuracy of a stage's last epochs.
+
+    The best epoch's accuracy is the largest of many noisy values on a few hundred photos,
+    and the more epochs a stage has, the more it overstates the model; the last epochs'
+    mean, after the cosine schedule has settled, does not.
+    """
+    return info.get("val_accuracy_last", info.get("best_val_accuracy", 0.0))
+
+
+def trained_before(run: Run, before: str | None = None, extra=()) -> list[str]:
+    """Stage directories of the trained classifiers listed before `before` in `classifiers(cfg)`, and `extra`."""
+    names = []
+    for entry in classifiers(run.cfg):
+        if entry.dir == before:
+            break
+        names.append(entry.dir)
+    return [n for n in [*names, *extra] if run.stage_info(n) and os.path.exists(run.path(n, "best.keras"))]
+
+
+def best_so_far(run: Run, before: str | None = None, extra=()) -> str | None:
+    """The trained classifier (of `trained_before`) with the highest `val_score`; ties go to the earlier one."""
+    scored = [(val_score(run.stage_info(n)), -i, n) for i, n in enumerate(trained_before(run, before, extra))]
+    return max(scored)[2] if scored else None
+
+
+def _method_freeze(cfg) -> str:
+    """Blocks frozen when a method starts from trained weights: as fine-tuning does (nothing, for `all`)."""
+    return "none" if cfg.freeze == "all" else cfg.freeze
+
+
+def rotation_aux(run: Run) -> dict:
+    """Breed and rotation losses together on one backbone, from scratch and from the pretext backbone."""
+    from ssl_keras import data
+    from ssl_keras.methods import rotation_aux as method
+
+    cfg, mc = run.cfg, run.cfg.rotation_aux
+    d = cfg.data
+    out = {}
+    for start in mc.starts:
+        name = "rotation_aux" if start == "pretext" else "rotation_aux_scratch"
+
+        pretext_model = _pretext_model(run) if start == "pretext" else None
+
+        def fit(model, stage_dir, pretext_model=pretext_model):
+            unlabelled = data.unlabelled_dataset(run.source, run.pool, d.image_size,
+                                                 mc.unlabelled_batch_size or d.batch_size, stage=mc.train,
+                                                 seed=cfg.seed)
+            return method.train_classifier(
+                model, cfg.model, d.image_size, mc, run.labelled("labelled", training=True, stage=mc.train,
+                                                                 repeat=True),
+                unlabelled, run.labelled("val"), steps_per_epoch=math.ceil(len(run.split["labelled"]) / d.batch_size),
+                stage_dir=stage_dir, pretext=pretext_model, resume=run.resume, verbose=run.verbose, log=run.log)
+
+        out[name] = _classifier_stage(run, name, start, _method_freeze(cfg) if start == "pretext" else "none", fit,
+                                      pretext=pretext_model, rotation_weight=mc.weight)
+    return out
+
+
+def self_training(run: Run) -> dict:
+    """Rounds of pseudo-labels from the best classifier so far, each training a student."""
+    import numpy as np
+
+    from ssl_keras import data
+    from ssl_keras.methods import self_training as method
+
+    if (done := run.stage_done("self_training")) is not None:
+        run.log("[self_training] already finished; skipping (--resume).")
+        return done
+    cfg, mc = run.cfg, run.cfg.self_training
+    d, classes, pool = cfg.data, run.classes, run.pool
+    start = time.time()
+    true_class = _true_class(run)
+    pretext_model = _pretext_model(run) if mc.init == "pretext" else None
+    rounds, students = [], []
+    for r in range(1, mc.rounds + 1):
+        name = os.path.join("self_training", f"round{r}")
+        teacher = best_so_far(run, "self_training", extra=students)
+        if teacher is None:
+            raise ValueError("Self-training needs a trained classifier as its teacher. Run `baseline` first.")
+        members = _teachers(run, mc, extra=students)
+        labels_path = run.path(name, "pseudo_labels.json")
+        if run.resume and os.path.exists(labels_path):
+            chosen = read_json(labels_path)
+        else:
+            chosen = _pseudo_labels(run, members, pool, classes, mc, true_class)
+            os.makedirs(run.path(name), exist_ok=True)
+            write_json(labels_path, chosen)
+        info = chosen["report"]
+        precision = "-" if info["in_class_precision"] is None else f"{info['in_class_precision']:.3f}"
+        run.log(f"\n[{name}] teacher {' + '.join(info['teacher'])} (validation {info['teacher_val_accuracy']:.3f}); "
+                f"threshold "
+                f"{info['threshold']:.3f}: {info['pseudo_labelled']} of {info['pool']} pool photos pseudo-labelled, "
+                f"{info['other_breeds']} of other breeds, in-class precision {precision}")
+        if not chosen["keys"]:
+            raise ValueError(f"No pool photo passed the pseudo-label threshold {info['threshold']:.3f} in {name}. "
+                             "Lower `self_training.threshold` or `self_training.min_precision`.")
+
+        def fit(model, stage_dir, chosen=chosen):
+            eye = np.eye(len(classes), dtype=np.float32)
+            lab_keys = [k for k, _ in run.split["labelled"]]
+            lab_targets = eye[[y for _, y in run.split["labelled"]]]
+            labelled = data.examples(run.source, lab_keys, lab_targets.tolist(), d.image_size, seed=cfg.seed)
+            pseudo = data.examples(run.source, chosen["keys"], chosen["targets"], d.image_size, seed=cfg.seed + 1)
+            batches = method.dataset(labelled, pseudo, mc.labelled_fraction, d.batch_size,
+                                     data.augmenter(mc.train, cfg.seed), mc.rotation_weight > 0, cfg.seed)
+            steps = math.ceil((len(lab_keys) + len(chosen["keys"])) / d.batch_size)
+            return method.train_student(model, cfg.model, d.image_size, mc, batches, run.labelled("val"),
+                                        steps_per_epoch=steps, stage_dir=stage_dir, resume=run.resume,
+                                        verbose=run.verbose, log=run.log)
+
+        freeze = "none" if mc.init == "scratch" else _method_freeze(cfg)
+        stage = _classifier_stage(run, name, mc.init, freeze, fit, pretext=pretext_model,
+                                  teacher=teacher if mc.init == "teacher" else None, pseudo_labels=info)
+        students.append(name)
+        rounds.append({"round": r, **info, "student_val_accuracy": stage["best_val_accuracy"],
+                       "student_val_accuracy_last": stage["val_accuracy_last"]})
+    best = max(students, key=lambda n: val_score(run.stage_info(n)))
+    for f in ("best.keras", "best.json", "final.keras", "history.csv", "curves.png"):
+        tmp = run.path("self_training", f + ".tmp")
+        shutil.copy(run.path(best, f), tmp)
+        os.replace(tmp, run.path("self_training", f))
+    kept = run.stage_info(best)
+    return run.finish_stage("self_training", start, **{k: kept[k] for k in (
+        "epochs", "best_val_accuracy", "best_epoch", "val_accuracy_last", "weights_copied", "init", "freeze",
+        "trainable", "non_trainable")}, best_round=int(best.rsplit("round", 1)[1]), rounds=rounds)
+
+
+def _true_class(run: Run):
+    """key -> the class its source files it under (ImageFolder: its folder); for reports, never for choices."""
+    labels = {r.key: r.label for r in run.source.records()}
+    return lambda key: labels.get(key)
+
+
+def _teachers(run: Run, mc, extra=()) -> list[str]:
+    """The classifiers whose mean prediction labels the pool: the best so far (`teacher=best`), or with
+    `teacher=ensemble` every trained classifier within `ensemble_margin` of its validation score."""
+    best = best_so_far(run, "self_training", extra)
+    if mc.teacher == "best":
+        return [best]
+    floor = val_score(run.stage_info(best)) - mc.ensemble_margin
+    return [n for n in trained_before(run, "self_training", extra) if val_score(run.stage_info(n)) >= floor]
+
+
+def _pseudo_labels(run: Run, members: list[str], pool, classes, mc, true_class) -> dict:
+    """The teacher's pseudo-labels on `pool`: chosen keys, their targets, and the report of the choice.
+
+    The teacher is the mean prediction of the classifiers `members` (each on the photo and its mirror).
+    """
+    import numpy as np
+
+    from ssl_keras import data, models
+    from ssl_keras.methods import self_training as method
+
+    d = run.cfg.data
+    teachers = [models.load(run.path(m, "best.keras")) for m in members]
+    batches = data.labelled_dataset(run.source, [[k, 0] for k in pool], d.image_size, d.batch_size)
+    val_probs = np.mean([method.predict_flip_mean(t, run.labelled("val")) for t in teachers], axis=0)
+    probs = np.mean([method.predict_flip_mean(t, batches) for t in teachers], axis=0)
+    val_labels = np.array([y for _, y in run.split["val"]])
+    threshold = (method.threshold_for_precision(val_probs, val_labels, mc.min_precision) if mc.min_precision
+                 else mc.threshold)
+    chosen = method.select(probs, threshold, mc.per_class, mc.balance)
+    if mc.soft:
+        targets = method.sharpen(probs[chosen], mc.temperature)
+    else:
+        targets = np.eye(len(classes))[probs[chosen].argmax(1)]
+    report = {"teacher": members, "threshold": float(threshold), "min_precision": mc.min_precision,
+              "teacher_val_accuracy": float(np.mean(val_probs.argmax(1) == val_labels)),
+              **method.pseudo_label_report(pool, probs, chosen, classes, true_class)}
+    return {"keys": [pool[i] for i in chosen], "targets": np.round(targets, 6).tolist(), "report": report}
+
+
+def fixmatch(run: Run) -> dict:
+    """Consistency between weak and strong views of the unlabelled photos, from the best classifier so far."""
+    from ssl_keras import data
+    from ssl_keras.methods import fixmatch as method
+
+    cfg, mc = run.cfg, run.cfg.fixmatch
+    d = cfg.data
+    teacher = best_so_far(run, "fixmatch") if mc.init == "teacher" else None
+    if mc.init == "teacher" and teacher is None:
+        raise ValueError("`fixmatch.init=teacher` needs a trained classifier. Run `baseline` first.")
+
+    def fit(model, stage_dir):
+        unlabelled = data.unlabelled_dataset(run.source, run.pool, d.image_size, mc.ratio * d.batch_size,
+                                             seed=cfg.seed)
+        return method.train_classifier(
+            model, cfg.model, d.image_size, len(run.classes), mc,
+            run.labelled("labelled", training=True, stage=mc.train, repeat=True), unlabelled, run.labelled("val"),
+            steps_per_epoch=math.ceil(len(run.pool) / (mc.ratio * d.batch_size)), stage_dir=stage_dir,
+            seed=cfg.seed, resume=run.resume, verbose=run.verbose, log=run.log)
+
+    freeze = "none" if mc.init == "scratch" else _method_freeze(cfg)
+    return _classifier_stage(run, "fixmatch", mc.init, freeze, fit,
+                             pretext=_pretext_model(run) if mc.init == "pretext" else None, teacher=teacher,
+                             threshold=mc.threshold, ratio=mc.ratio)
+
+
+METHOD_STAGES = {"rotation_aux": rotation_aux, "self_training": self_training, "fixmatch": fixmatch}
+
+
+def methods(run: Run) -> dict:
+    """Every method of `cfg.method` after the article's stages, in the order of `config.METHODS`."""
+    return {m: METHOD_STAGES[m](run) for m in METHODS if m in run.cfg.method and m != "pretrain"}
+
+
+# --- scoring and the report --------------------------------------------------------------------------------------
+
+
+def evaluate(run: Run) -> dict:
+    """Test metrics of every classifier of the run, from its best checkpoint."""
+
+    from ssl_keras import evaluate as evaluate_lib, models, plots
+
+    test = run.labelled("test")
+    out = {}
+    for entry in classifiers(run.cfg):
+        path = run.path(entry.dir, "best.keras")
+        if not os.path.exists(path):
+            continue
+        probs, labels = evaluate_lib.predict_dataset(models.load(path), test)
+        m = evaluate_lib.metrics(probs, labels, run.classes)
+        write_json(run.path(entry.dir, "test_metrics.json"), m)
+        plots.confusion(m["confusion"], run.classes, run.path(entry.dir, "confusion.png"),
+                        f"{entry.label}: confusion (test)")
+        run.log(f"[evaluate] {entry.dir}: test accuracy {m['accuracy']:.3f} on {m['n']} photos")
+        out[entry.dir] = m
+    if not out:
+        raise ValueError(f"No trained classifier in {run.dir!r}. Run `baseline` or `finetune` first.")
+    return out
+
+
+def best_classifier(run: Run) -> Classifier | None:
+    """The classifier with the highest validation accuracy (ties: the earlier one), None before any is trained."""
+    best = best_so_far(run, before=None)
+    return _entry(run.cfg, best) if best else None
+
+
+def model_path(run: Run, model_arg: str | None = None) -> str:
+    """`model_arg`, else the `.keras` file of the run's best classifier by validation accuracy."""
+    if model_arg:
+        if not os.path.isfile(model_arg):
+            raise ValueError(f"Model file {model_arg!r} does not exist. Expected a .keras classifier.")
+        return model_arg
+    best = best_classifier(run)
+    if best is None:
+        raise ValueError(f"No trained classifier in {run.dir!r}. Run the pipeline first or pass --model.")
+    return run.path(best.dir, "best.keras")
+
+
+def report(run: Run) -> dict:
+    """report.json, the comparison and example plots, and the summary table (printed last)."""
+    from ssl_keras import plots
+
+    cfg, split = run.cfg, run.split
+    base = run.test_accuracy("baseline")
+    report = {
+        "preset": cfg.preset, "seed": cfg.seed, "method": list(cfg.method), "classes": run.classes,
+        "source": split.get("source"),
+        "counts": {"labelled": len(split["labelled"]), "val": len(split["val"]), "test": len(split["test"]),
+                   "unlabelled": len(split["unlabelled"]), "unlabelled_val": len(split["unlabelled_val"]),
+                   "skipped": split.get("skipped", 0)},
+        "pretext": {"val_accuracy": run.stage_info("pretext").get("best_val_accuracy"), **run.stage_info("pretext")},
+    }
+    rows = []
+    for entry in classifiers(cfg):
+        info, test = run.stage_info(entry.dir), run.test_accuracy(entry.dir)
+        if not info:
+            continue
+        gap = None if test is None or base is None else round(100 * (test - base), 1)
+        report[entry.key] = {"test_accuracy": test, "val_accuracy": info.get("best_val_accuracy"),
+                             "gap_points": gap, "label": entry.label, "dir": entry.dir, **info}
+        rows.append((entry, info, test, gap))
+    best = best_classifier(run)
+    if best is not None:
+        test = run.test_accuracy(best.dir)
+        report["best"] = {"key": best.key, "method": best.method, "label": best.label, "dir": best.dir,
+                          "val_accuracy": run.stage_info(best.dir).get("best_val_accuracy"),
+                          "val_accuracy_last": val_score(run.stage_info(best.dir)), "test_accuracy": test,
+                          "gap_points": None if test is None or base is None else round(100 * (test - base), 1),
+                          "path": run.path(best.dir, "best.keras")}
+    wall_path = run.path("wall_time.json")
+    report["wall_time_s"] = read_json(wall_path) if os.path.exists(wall_path) else {}
+    if os.path.exists(run.path("export.json")):
+        report["export"] = read_json(run.path("export.json"))
+    report = _rounded(report)
+    write_json(run.path("report.json"), report)
+    bars = {entry.label: test for entry, _, test, _ in rows if test is not None}
+    if bars:
+        counts = report["counts"]
+        plots.comparison(bars, run.path("comparison.png"),
+                         f"Test accuracy, {counts['labelled']} labels ({counts['test']} test photos)")
+    if best is not None:
+        _prediction_plot(run, run.path(best.dir, "best.keras"))
+    run.log("\n" + summary_table(report, rows))
+    run.log(f"\nRun directory: {run.dir}  (report.json, comparison.png, */curves.png; "
+            f"tensorboard --logdir {run.dir})")
+    return report
+
+
+def summary_table(report: dict, rows) -> str:
+    """The table a run ends with: each classifier's epochs, validation and test accuracy, gap, time."""
+    lines = [("classifier", "epochs", "val acc (kept epoch)", "val acc (last 5)", "test acc", "vs baseline",
+              "wall s")]
+    if report["pretext"].get("epochs"):
+        p = report["pretext"]
+        lines.append(("pretext (rotation task)", str(p["epochs"]), f"{p['val_accuracy']:.3f}",
+                      f"{val_score(p):.3f}", "-", "-", f"{p.get('wall_time_s', 0):.0f}"))
+    for entry, info, test, gap in rows:
+        lines.append((entry.label, str(info.get("epochs")), f"{info.get('best_val_accuracy', 0):.3f}",
+                      f"{val_score(info):.3f}", "-" if test is None else f"{test:.3f}",
+                      "-" if gap is None or entry.key == "baseline" else f"{gap:+.1f} pts",
+                      f"{info.get('wall_time_s', 0):.0f}"))
+    widths = [max(len(r[i]) for r in lines) for i in range(len(lines[0]))]
+    text = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in lines)
+    if "best" in report and report["best"]["test_accuracy"] is not None:
+        b = report["best"]
+        gap = "" if b["gap_points"] is None else f", {b['gap_points']:+.1f} points over the baseline"
+        text += (f"\n\nBest by validation accuracy (mean of its last 5 epochs): {b['label']} "
+                 f"(val {b['val_accuracy_last']:.3f}): test accuracy {b['test_accuracy']:.3f}{gap}.")
+    return text
+
+
+def _prediction_plot(run: Run, path: str) -> None:
+    """prediction.png: the first test photo with its top-k breeds (the article's Figure 8)."""
+
+    from ssl_keras import evaluate as evaluate_lib, models, plots, preprocessing
+
+    key, label = run.split["test"][0]
+    image = preprocessing.decode(run.source.read(key)).numpy()
+    probs = predict_image(models.load(path), image)
+    plots.prediction(image, evaluate_lib.top_k(probs, run.classes, run.cfg.top_k), run.path("prediction.png"),
+                     f"{os.path.basename(key)}\ntrue: {run.classes[label]}")
+
+
+def predict_image(model, image):
+    """(C,) probabilities of one (H, W, 3) photo, any size (the model resizes)."""
+    import numpy as np
+
+    return np.asarray(model(image[None].astype("float32"), training=False))[0]
+
+
+def predict(run: Run, images, model_arg=None, top_k=None, out=print, err=print) -> int:
+    """Prints the top-k breeds of each photo; a photo that cannot be read is reported, not fatal.
+
+    Returns:
+        0 when every photo was read, else 1.
+    """
+
+    from ssl_keras import evaluate as evaluate_lib, models, preprocessing
+
+    if not images:
+        raise ValueError("`predict` needs at least one photo: python -m ssl_keras.run predict PHOTO.jpg")
+    path = model_path(run, model_arg)
+    model = models.load(path)
+    out(f"Model: {path}")
+    failed = 0
+    for image_path in images:
+        try:
+            image = preprocessing.read_photo(image_path)
+        except ValueError as e:
+            err(f"\n{e}")
+            failed += 1
+            continue
+        out(f"\n{image_path}")
+        for name, p in evaluate_lib.top_k(predict_image(model, image), run.classes, top_k or run.cfg.top_k):
+            out(f"  {p * 100:6.2f}%  {'#' * round(p * 30):30s} {name}")
+    return 1 if failed else 0
+
+
+def export(run: Run, model_arg=None, export_dir="export", model_name="dog_breeds", top_k=None) -> dict:
+    """SavedModel (a new version), TF.js float32/float16 and the web page under `export_dir`.
+
+    The TF.js models are measured on the run's test split; the returned dict, which names
+    the run and the model file, is written to `export_dir/export.json` and `run/export.json`.
+    """
+
+    from ssl_keras import export as export_lib, models
+
+    path = model_path(run, model_arg)
+    run.log(f"\n[export] {path} -> {export_dir}/")
+    info = export_lib.export_all(models.load(path), run.classes, export_dir, model_name=model_name,
+                                 top_k=top_k or run.cfg.top_k, test_items=run.split["test"], source=run.source,
+                                 provenance={"run_dir": os.path.abspath(run.dir), "model": os.path.abspath(path)})
+    write_json(run.path("export.json"), info)
+    return info
+
+
+# --- running stages ----------------------------------------------------------------------------------------------
+
+
+def prepare(cfg) -> None:
+    """What a process does once before its first stage: the seed, the precision policy, the strategy."""
+    import keras
+
+    from ssl_keras import distribute
+
+    distribute.strategy_for(cfg.strategy)  # multi-worker must exist before any TensorFlow op
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+
+def copy_stage(source_dir: str, run: Run, stage: str) -> None:
+    """Starts `run` from the finished `stage` of the run in `source_dir` (its models, history and stage.json).
+
+    The copied stage.json keeps the time the stage took there. Raises ValueError when it is not finished.
+    """
+    src = os.path.join(source_dir, stage)
+    if not os.path.isfile(os.path.join(src, "stage.json")) or not os.path.isfile(os.path.join(src, "best.keras")):
+        raise ValueError(f"No finished {stage!r} stage in {source_dir!r} to start from. Expected "
+                         f"{src}/stage.json and best.keras.")
+    if os.path.exists(run.path(stage, "stage.json")):
+        return
+    tmp = run.path(f".{stage}.copy")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("backup", "logs"))
+    shutil.rmtree(run.path(stage), ignore_errors=True)
+    os.rename(tmp, run.path(stage))
+
+TRAINING = {"baseline": baseline, "pretext": pretext, "finetune": finetune, "methods": methods}
+PIPELINE = ("baseline", "pretext", "finetune", "methods", "evaluate", "export", "report")
+
+
+def _trained_seconds(run: Run, stage: str) -> float:
+    """The training time the stage.json files of `stage` record (for a stage skipped by --resume)."""
+    if stage == "finetune":
+        names = [c.dir for c in classifiers(run.cfg) if c.dir.startswith("finetune_")]
+    elif stage == "methods":
+        names = [c.dir for c in classifiers(run.cfg) if c.method != "pretrain"]
+    else:
+        names = [stage]
+    return round(sum(run.stage_info(n).get("wall_time_s", 0) for n in names), 1)
+
+
+def run_stages(run: Run, stages, *, export_dir="export", model_name="dog_breeds", model=None, top_k=None) -> dict:
+    """Runs `stages` (names from `PIPELINE`) in order, recording each one's wall time in wall_time.json.
+
+    Returns:
+        The report when `report` was among them, else {}.
+    """
+    wall_path = run.path("wall_time.json")
+    wall = read_json(wall_path) if os.path.exists(wall_path) else {}
+    result = {}
+    for stage in stages:
+        start, trained = time.time(), run.trained
+        if stage in TRAINING:
+            TRAINING[stage](run)
+        elif stage == "evaluate":
+            evaluate(run)
+        elif stage == "export":
+            export(run, model, export_dir, model_name, top_k)
+        elif stage == "report":
+            result = report(run)
+            continue
+        else:
+            raise ValueError(f"Unknown stage {stage!r}. Expected one of {PIPELINE}.")
+        if stage in TRAINING and run.trained == trained:
+            # Skipped by --resume: keep the time it took, or, for a stage trained elsewhere and copied
+            # in, read the time its stage.json recorded.
+            wall.setdefault(stage, _trained_seconds(run, stage))
+        else:
+            wall[stage] = round(time.time() - start, 1)
+        write_json(wall_path, wall)
+    return result

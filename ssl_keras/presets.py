@@ -1,0 +1,94 @@
+"""The named presets. Each docstring is the one home of its command, machine, time and result.
+
+A preset is a `Config` (`ssl_keras.config`); the command line starts from one
+(`--preset`, default `default`) and overrides it.
+"""
+
+from __future__ import annotations
+
+from ssl_keras.config import (Config, DataConfig, FixMatchConfig, ModelConfig, RotationAuxConfig, SelfTrainingConfig,
+                              StageConfig)
+
+
+def quick() -> Config:
+    """Every stage on a CPU in under 15 minutes, export included, at 64 px.
+
+    `python -m ssl_keras.run --preset quick --data-dir ../shared/data/dogs`
+
+    Not yet re-measured with the code as it stands.
+    """
+    return Config(
+        preset="quick",
+        data=DataConfig(image_size=64, max_unlabelled=10000, max_test_per_class=100, val_per_class=50),
+        baseline=StageConfig(epochs=60),
+        pretext=StageConfig(epochs=12, translate=0.0, zoom=0.0),
+        finetune=StageConfig(epochs=60),
+    )
+
+
+def default() -> Config:
+    """The article's sizes: 570 labels, ~10k unlabelled photos (~40k rotation samples an epoch).
+
+    `python -m ssl_keras.run --data-dir ../shared/data/dogs`
+
+    Not yet re-measured with the code as it stands.
+    """
+    return Config(
+        preset="default",
+        data=DataConfig(image_size=64, max_unlabelled=10000, val_per_class=50),
+        baseline=StageConfig(epochs=60),
+        pretext=StageConfig(epochs=24, translate=0.0, zoom=0.0),
+        finetune=StageConfig(epochs=60),
+    )
+
+
+def full() -> Config:
+    """For a GPU: 128 px, a deeper backbone, the whole unlabelled pool.
+
+    `python -m ssl_keras.run --preset full --data-dir ../shared/data/dogs --mixed-precision`
+
+    Not measured: no GPU with TensorFlow was at hand (BENCHMARKS.md, "GPU").
+    """
+    return Config(
+        preset="full",
+        data=DataConfig(image_size=128, batch_size=128, val_per_class=50),
+        model=ModelConfig(filters=(32, 64, 128, 256, 256), convs_per_block=2),
+        baseline=StageConfig(epochs=100, patience=30),
+        pretext=StageConfig(epochs=40, translate=0.0, zoom=0.0),
+        finetune=StageConfig(epochs=100, patience=30),
+    )
+
+
+def tiny() -> Config:
+    """The end-to-end test's preset: seconds on a CPU; checks plumbing, not accuracy.
+
+    `python -m ssl_keras.run --preset tiny --data-dir ../shared/data/dogs`
+    """
+    return Config(
+        preset="tiny",
+        data=DataConfig(
+            image_size=32, num_classes=3, labels_per_class=8, val_per_class=4,
+            max_unlabelled=64, max_test_per_class=8, batch_size=16,
+        ),
+        model=ModelConfig(filters=(8, 16), dense_units=16),
+        baseline=StageConfig(epochs=2),
+        pretext=StageConfig(epochs=2, translate=0.0, zoom=0.0),
+        finetune=StageConfig(epochs=2),
+        rotation_aux=RotationAuxConfig(train=StageConfig(epochs=2)),
+        self_training=SelfTrainingConfig(train=StageConfig(epochs=2)),
+        fixmatch=FixMatchConfig(ratio=2, train=StageConfig(epochs=2)),
+    )
+
+
+PRESETS = {"quick": quick, "default": default, "full": full, "tiny": tiny}
+
+
+def preset(name: str) -> Config:
+    """Returns the named preset.
+
+    Raises:
+        ValueError: for an unknown name.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}. Expected one of {sorted(PRESETS)}.")
+    return PRESETS[name]()

@@ -1,0 +1,234 @@
+"""The semi-supervised methods: rotation loss on both kinds of batch, pseudo-labels from the pool only, the threshold
+chosen on validation, FixMatch's masked loss, a student resuming after an interruption, and every method end to end
+on the tiny preset."""
+
+import contextlib
+import io
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ssl_keras import models, presets, rotations, run, train
+from ssl_keras.config import ModelConfig, StageConfig
+from ssl_keras.methods import fixmatch, rotation_aux, self_training
+
+S = 16
+CFG = ModelConfig(filters=(4, 8), dense_units=8, dropout=0.0)
+
+
+def _pixels(n, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, S, S, 3)).astype("float32")
+
+
+# --- rotation as an auxiliary loss -----------------------------------------------------------------------------
+
+
+def test_rotation_batches_hold_the_labelled_and_the_unlabelled_photos():
+    x, u, y = _pixels(3), _pixels(5, seed=1), np.array([0, 1, 2])
+    labelled = tf.data.Dataset.from_tensors((x, y)).repeat()
+    unlabelled = tf.data.Dataset.from_tensors(u).repeat()
+    inputs, targets = next(iter(rotation_aux.dataset(labelled, unlabelled)))
+    np.testing.assert_array_equal(inputs["labelled"], x)
+    np.testing.assert_array_equal(targets["breed"], y)
+    both = np.concatenate([x, u])  # (8, S, S, 3): labelled photos first, then the unlabelled ones
+    rotated = inputs["rotated"].numpy()
+    assert rotated.shape == (4 * 8, S, S, 3)
+    for k in range(4):
+        np.testing.assert_array_equal(rotated[8 * k:8 * (k + 1)], np.rot90(both, k, axes=(1, 2)))
+    assert targets["rotation"].numpy().tolist() == [k for k in range(4) for _ in range(8)]
+
+
+def test_the_rotation_loss_depends_on_the_unlabelled_batch():
+    classifier = models.build_classifier(CFG, S, 3)
+    trainer = models.build_trainer(classifier, CFG, S, rotation=True)
+    x, y = _pixels(4), np.arange(4) % 3
+    loss = keras.losses.SparseCategoricalCrossentropy()
+
+    def rotation_loss(u):
+        rotated, k = (t.numpy() for t in rotations.rotate_batch(np.concatenate([x, u])))
+        return float(loss(k, trainer({"labelled": x, "rotated": rotated}, training=False)["rotation"]))
+
+    assert rotation_loss(_pixels(4, seed=1)) != pytest.approx(rotation_loss(_pixels(4, seed=2)), abs=1e-6)
+
+
+def test_trainer_shares_the_classifiers_layers():
+    classifier = models.build_classifier(CFG, S, 3)
+    trainer = models.build_trainer(classifier, CFG, S, rotation=True, consistency=True)
+    assert {"labelled", "rotated", "weak", "strong"} == set(trainer.input)
+    assert {"breed", "rotation", "consistency"} == set(trainer.output)
+    shared = {id(w) for w in classifier.weights}
+    assert shared <= {id(w) for w in trainer.weights}  # training the trainer trains the classifier
+    x = _pixels(2)
+    np.testing.assert_allclose(trainer({"labelled": x, "rotated": x, "weak": x, "strong": x},
+                                       training=False)["breed"], classifier(x, training=False), rtol=1e-6)
+
+
+# --- FixMatch's loss -------------------------------------------------------------------------------------------
+
+
+def test_confident_cross_entropy_counts_only_confident_weak_views():
+    weak = np.array([[0.97, 0.02, 0.01], [0.5, 0.3, 0.2]], "float32")
+    strong = np.array([[0.6, 0.3, 0.1], [0.1, 0.1, 0.8]], "float32")
+    y_pred = np.concatenate([weak, strong], axis=1)
+    loss = fixmatch.ConfidentCrossEntropy(0.95, 3)
+    # photo 0: confident, target class 0 -> -log 0.6; photo 1: below the threshold -> 0; mean over both photos
+    assert float(loss(np.zeros(2), y_pred)) == pytest.approx(-np.log(0.6) / 2, rel=1e-5)
+    fraction = fixmatch.ConfidentFraction(0.95, 3)
+    fraction.update_state(np.zeros(2), y_pred)
+    assert float(fraction.result()) == pytest.approx(0.5)
+
+
+def test_pseudo_labels_carry_no_gradient():
+    classifier = models.build_classifier(CFG, S, 3)
+    trainer = models.build_trainer(classifier, CFG, S, consistency=True)
+    weak, strong = tf.constant(_pixels(4)), tf.constant(_pixels(4, seed=1))
+    weights = tf.range(1.0, 4.0)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([weak, strong])
+        out = trainer({"labelled": tf.constant(_pixels(1)), "weak": weak, "strong": strong}, training=False)["consistency"]
+        weak_half, strong_half = tf.reduce_sum(out[:, :3] * weights), tf.reduce_sum(out[:, 3:] * weights)
+    assert tape.gradient(weak_half, weak) is None  # the weak view's prediction is a target
+    assert float(tf.reduce_max(tf.abs(tape.gradient(strong_half, strong)))) > 0
+
+
+# --- pseudo-labels: the threshold and the choice ------------------------------------------------------------------
+
+
+def test_threshold_for_precision_is_the_lowest_confidence_that_keeps_the_precision():
+    # confidences 0.9 .. 0.1; right, right, wrong, right, wrong, wrong, ...
+    conf = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    probs = np.stack([conf, 1 - conf], 1)  # the top class is 0 for all
+    labels = np.array([0, 0, 1, 0, 1, 1])
+    # precision at or above each confidence: 1, 1, 2/3, 3/4, 3/5, 1/2
+    assert self_training.threshold_for_precision(probs, labels, 0.74, min_count=1) == pytest.approx(0.6)
+    assert self_training.threshold_for_precision(probs, labels, 0.6, min_count=1) == pytest.approx(0.5)
+    assert self_training.threshold_for_precision(probs, labels, 0.99, min_count=1) == pytest.approx(0.8)
+    assert self_training.threshold_for_precision(probs, labels, 0.99, min_count=3) == 1.0  # never 3 at 99 %
+
+
+def test_select_thresholds_caps_and_balances_per_class():
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.4, 0.6], [0.1, 0.9], [0.55, 0.45]])
+    assert self_training.select(probs, 0.0, balance=False).tolist() == [0, 1, 2, 5, 4, 3]
+    assert self_training.select(probs, 0.75, balance=False).tolist() == [0, 1, 4]
+    assert self_training.select(probs, 0.0, balance=True).tolist() == [0, 1, 4, 3]  # 2 a class: the fewest
+    assert self_training.select(probs, 0.0, per_class=1, balance=False).tolist() == [0, 4]
+
+
+# --- every method end to end on the tiny preset --------------------------------------------------------------
+
+ALL = ["--preset", "tiny", "--method", "all", "--set", "self_training.min_precision=0.3"]
+
+
+@pytest.fixture(scope="module")
+def tiny_all(dogs_dir, tmp_path_factory):
+    """The tiny preset with every method, all stages but export; (run dir, stdout)."""
+    run_dir = tmp_path_factory.mktemp("methods") / "run"
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        for stage in ("baseline", "pretext", "finetune", "methods", "evaluate", "report"):
+            argv = [stage, "--run-dir", str(run_dir)] + (ALL + ["--data-dir", dogs_dir] if stage == "baseline" else [])
+            assert run.main(argv) == 0, err.getvalue()
+    return run_dir, out.getvalue()
+
+
+METHOD_DIRS = ("rotation_aux_scratch", "rotation_aux", "self_training", "fixmatch")
+
+
+@pytest.mark.slow
+def test_each_method_runs_end_to_end_and_has_a_report_row(tiny_all):
+    run_dir, out = tiny_all
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["method"] == ["pretrain", "rotation_aux", "self_training", "fixmatch"]
+    for key in ("baseline", "ssl", "ssl_frozen", *METHOD_DIRS):
+        assert 0.0 <= report[key]["test_accuracy"] <= 1.0, key
+        assert report[key]["val_accuracy"] == report[key]["best_val_accuracy"]
+    for name in METHOD_DIRS:
+        for f in ("best.keras", "final.keras", "history.csv", "curves.png", "stage.json", "test_metrics.json"):
+            assert (run_dir / name / f).is_file(), f"{name}/{f}"
+        assert len(train.read_history(str(run_dir / name / "history.csv"))["loss"]) == 2
+    hist = train.read_history(str(run_dir / "rotation_aux" / "history.csv"))
+    assert {"breed_loss", "rotation_loss", "rotation_accuracy", "val_accuracy"} <= set(hist)
+    assert "consistency_confident" in train.read_history(str(run_dir / "fixmatch" / "history.csv"))
+    # `best` is the classifier with the highest validation score (the mean of its last epochs' validation
+    # accuracy), with its test accuracy and model file.
+    vals = {k: report[k]["val_accuracy_last"] for k in ("baseline", "ssl", "ssl_frozen", *METHOD_DIRS)}
+    best = report["best"]
+    assert best["val_accuracy_last"] == max(vals.values()) and vals[best["key"]] == best["val_accuracy_last"]
+    assert best["test_accuracy"] == report[best["key"]]["test_accuracy"]
+    assert best["path"].endswith(os.path.join(best["dir"], "best.keras")) and os.path.isfile(best["path"])
+    assert "Best by validation accuracy (mean of its last 5 epochs):" in out and "vs baseline" in out
+
+
+@pytest.mark.slow
+def test_pseudo_labels_come_from_the_unlabelled_pool_only(tiny_all):
+    run_dir = tiny_all[0]
+    split = json.loads((run_dir / "split.json").read_text())
+    chosen = json.loads((run_dir / "self_training" / "round1" / "pseudo_labels.json").read_text())
+    assert chosen["keys"], "no pseudo-labels to check"
+    pool = set(split["unlabelled"]) | set(split["unlabelled_val"])
+    assert set(chosen["keys"]) <= pool
+    for part in ("labelled", "val", "test"):
+        assert not set(chosen["keys"]) & {k for k, _ in split[part]}, part
+    report = chosen["report"]
+    assert report["pseudo_labelled"] == len(chosen["keys"]) == len(chosen["targets"])
+    classes = split["classes"]
+    other = sum(k.split("/")[0] not in classes for k in chosen["keys"])
+    assert report["other_breeds"] == other
+    assert np.allclose(np.sum(chosen["targets"], axis=1), 1.0, atol=1e-4)  # soft targets: the teacher's probabilities
+
+
+@pytest.mark.slow
+def test_the_threshold_is_chosen_on_the_validation_photos(tiny_all, dogs_dir):
+    run_dir = tiny_all[0]
+    split = json.loads((run_dir / "split.json").read_text())
+    chosen = json.loads((run_dir / "self_training" / "round1" / "pseudo_labels.json").read_text())
+    stage = json.loads((run_dir / "self_training" / "stage.json").read_text())
+    (member,) = stage["rounds"][0]["teacher"]  # teacher=best: one classifier
+    teacher = keras.models.load_model(str(run_dir / member / "best.keras"))
+    from ssl_keras import data, sources
+
+    val = data.labelled_dataset(sources.ImageFolder(dogs_dir), split["val"], presets.tiny().data.image_size, 16)
+    probs = self_training.predict_flip_mean(teacher, val)
+    expected = self_training.threshold_for_precision(probs, [y for _, y in split["val"]], 0.3)
+    assert chosen["report"]["threshold"] == pytest.approx(expected)
+    assert chosen["report"]["min_precision"] == 0.3
+
+
+@pytest.mark.slow
+def test_an_interrupted_student_resumes(tiny_all, tmp_path, monkeypatch):
+    import shutil
+
+    src = tiny_all[0]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name in ("config.json", "split.json", "skipped.json"):
+        shutil.copy(src / name, run_dir / name)
+    for name in ("baseline", "pretext", "finetune_all", "finetune_1"):
+        shutil.copytree(src / name, run_dir / name)
+    with open(run_dir / "config.json") as f:
+        cfg = json.load(f)
+    cfg["method"] = ["pretrain", "self_training"]
+    cfg["self_training"]["train"]["epochs"] = 3
+    (run_dir / "config.json").write_text(json.dumps(cfg))
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    fit = keras.Model.fit
+    monkeypatch.setattr(keras.Model, "fit", lambda self, *a, callbacks=(), **k:
+                        fit(self, *a, callbacks=[*callbacks, Interrupt()], **k))
+    assert run.main(["methods", "--run-dir", str(run_dir), "--resume"]) == 130
+    round_dir = run_dir / "self_training" / "round1"
+    assert train.read_history(str(round_dir / "history.csv"))["epoch"] == [0.0, 1.0]
+    labels = (round_dir / "pseudo_labels.json").read_text()
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    assert run.main(["methods", "--run-dir", str(run_dir), "--resume"]) == 0
+    assert train.read_history(str(round_dir / "history.csv"))["epoch"] == [0.0, 1.0, 2.0]
+    assert (round_dir / "pseudo_labels.json").read_text() == labels  # the same pseudo-labels, not new ones
+    assert json.loads((run_dir / "self_training" / "stage.json").read_text())["epochs"] == 3

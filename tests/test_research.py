@@ -1,0 +1,86 @@
+"""research/: best checkpoint against last epoch, pooling seeds of one config, copying a finished stage."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import load_benchmark
+
+from ssl_keras import config as config_lib
+from ssl_keras import presets
+
+
+def test_best_vs_final_scores_the_last_epoch_on_the_test_photos(dogs_dir, tmp_path):
+    """A last-epoch model that always says the first class scores exactly that class's share of the test photos."""
+    from ssl_keras import models, sources
+
+    records = sources.ImageFolder(dogs_dir).records()
+    classes = sorted({r.label for r in records})[:2]
+    records = [r for r in records if r.label in classes]
+    test = [[r.key, classes.index(r.label)] for r in records[:3] + records[-2:]]
+    cfg = presets.tiny()
+    run = tmp_path / "run"
+    (run / "baseline").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(config_lib.to_dict(
+        config_lib.override(cfg, {"data": {"data_dir": dogs_dir}}))))
+    (run / "split.json").write_text(json.dumps({"test": test, "classes": classes}))
+    model = models.build_classifier(cfg.model, cfg.data.image_size, 2)
+    head = model.get_layer("breed")
+    head.set_weights([np.zeros_like(head.kernel), np.array([10.0, -10.0], "float32")])
+    model.save(run / "baseline" / "final.keras")
+    (run / "baseline" / "test_metrics.json").write_text('{"accuracy": 0.25}')
+
+    out = tmp_path / "table.md"
+    assert load_benchmark("best_vs_final", "research").main([str(run), "--out", str(out)]) == 0
+    share = 100 * sum(label == 0 for _, label in test) / len(test)
+    assert f"| {run} | baseline | 25.0 | {share:.1f} |" in out.read_text()
+
+
+def _kept_seed(table_dir, seed, baseline, ssl, **config):
+    seed_dir = table_dir / f"seed{seed}"
+    seed_dir.mkdir(parents=True)
+    (seed_dir / "report.json").write_text(json.dumps({
+        "seed": seed, "baseline": {"test_accuracy": baseline, "label": "baseline (from scratch)"},
+        "ssl": {"test_accuracy": ssl, "label": "SSL, fine-tuned"}, "ssl_frozen": {"test_accuracy": None}}))
+    (seed_dir / "config.json").write_text(json.dumps({"seed": seed, "preset": "default", **config}))
+
+
+def _size(image_size):
+    return {"data": {"image_size": image_size}}
+
+
+def test_pool_seeds_pools_tables_of_one_config_only(tmp_path):
+    pool = load_benchmark("pool_seeds", "research")
+    _kept_seed(tmp_path / "a", 0, 0.28, 0.36, **_size(96))
+    _kept_seed(tmp_path / "b", 3, 0.30, 0.40, **_size(96), transfer_blocks=0)  # a newer run lists a newer option
+    out = tmp_path / "pooled.md"
+    pool.main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)])
+    assert "| SSL, fine-tuned | 38.0 ± 2.8 | 9.0 ± 1.4 | 36.0, 40.0 |" in out.read_text()
+    assert "| baseline (from scratch) | 29.0 ± 1.4 | - | 28.0, 30.0 |" in out.read_text()
+
+    _kept_seed(tmp_path / "c", 4, 0.30, 0.40, **_size(64))
+    with pytest.raises(SystemExit, match=r"another config .*\['data.image_size'\]"):
+        pool.main([str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(out)])
+    with pytest.raises(SystemExit, match="Seed 0 appears twice"):
+        pool.main([str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(out)])
+    with pytest.raises(SystemExit, match="No seed"):
+        pool.main([str(tmp_path), "--out", str(out)])
+
+
+def test_copy_stage_starts_a_run_from_another_runs_finished_stage(tmp_path, capsys):
+    copy = load_benchmark("copy_stage", "research")
+    src = tmp_path / "src"
+    (src / "pretext" / "backup").mkdir(parents=True)
+    (src / "config.json").write_text(json.dumps(config_lib.to_dict(presets.tiny())))
+    (src / "split.json").write_text("{}")
+    assert copy.main([str(src), str(tmp_path / "new")]) == 2
+    assert "No finished 'pretext' stage" in capsys.readouterr().err
+    (src / "pretext" / "stage.json").write_text('{"wall_time_s": 12.5}')
+    (src / "pretext" / "best.keras").write_text("weights")
+    (src / "pretext" / "backup" / "state.json").write_text("{}")
+    assert copy.main([str(src), str(tmp_path / "new")]) == 0
+    new = tmp_path / "new"
+    assert (new / "pretext" / "best.keras").read_text() == "weights"
+    assert json.loads((new / "pretext" / "stage.json").read_text())["wall_time_s"] == 12.5  # its own time kept
+    assert not (new / "pretext" / "backup").exists()
+    assert (new / "split.json").read_text() == "{}"
