@@ -88,15 +88,15 @@ def label_counts(wanted, most: int) -> list[tuple[str, int]]:
 
 def run_cell(cfg, seed: int, n: int, run_dir: str, pretext_from: str | None) -> dict:
     """The report of one cell's run (trained, resumed or read back)."""
-    from ssl_keras import experiment
+    from ssl_keras import experiment, rundir
 
     report_path = os.path.join(run_dir, "report.json")
     if not os.path.exists(report_path):
         cfg = config_lib.override(cfg, {"seed": seed, "data": {"labels_per_class": n}})
         experiment.prepare(cfg)
-        run = experiment.Run(cfg, run_dir, resume=True, verbose=0, log=lambda *a: print(*a, flush=True))
+        run = rundir.Run(cfg, run_dir, resume=True, verbose=0, log=lambda *a: print(*a, flush=True))
         if pretext_from:
-            experiment.copy_stage(pretext_from, run, "pretext")
+            rundir.copy_stage(pretext_from, run, "pretext")
         experiment.run_stages(run, STAGES)
     with open(report_path) as f:
         return json.load(f)
@@ -104,9 +104,9 @@ def run_cell(cfg, seed: int, n: int, run_dir: str, pretext_from: str | None) -> 
 
 def columns(cfg) -> list[tuple[str, str]]:
     """(report key, label) of the table's columns: the article's classifiers, the method's, the pick."""
-    from ssl_keras import experiment
+    from ssl_keras import rundir
 
-    cols = [(e.key, e.label) for e in experiment.classifiers(cfg)]
+    cols = [(e.key, e.label) for e in rundir.classifiers(cfg)]
     return cols + [("best", "picked by validation")]
 
 

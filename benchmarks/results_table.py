@@ -59,13 +59,13 @@ def config_for(args, seed: int):
 
 def run_seed(args, seed: int, name: str) -> str:
     """Runs (or resumes) one seed's experiment; returns its run directory."""
-    from ssl_keras import experiment
+    from ssl_keras import experiment, rundir
 
     cfg = config_for(args, seed)
     run_dir = os.path.join(args.models, f"results-{name}", f"seed{seed}")
     if not os.path.exists(os.path.join(run_dir, "report.json")):
         experiment.prepare(cfg)
-        run = experiment.Run(cfg, run_dir, resume=True, verbose=2, log=lambda *a: print(*a, flush=True))
+        run = rundir.Run(cfg, run_dir, resume=True, verbose=2, log=lambda *a: print(*a, flush=True))
         experiment.run_stages(run, STAGES)
     return run_dir
 
@@ -102,13 +102,13 @@ def row(label: str, fractions, points=False) -> str:
 
 def table(reports, args, name) -> tuple[list[str], dict]:
     """The lines of table.md and the bars of its plot (label -> (mean, std))."""
-    from ssl_keras import experiment
+    from ssl_keras import rundir
 
     r0 = reports[0]
     c = r0["counts"]
     cfg = config_lib.from_dict(_read(os.path.join(args.models, f"results-{name}", f"seed{args.seeds[0]}",
                                                   "config.json")))
-    entries = [e for e in experiment.classifiers(cfg) if all(e.key in r for r in reports)]
+    entries = [e for e in rundir.classifiers(cfg) if all(e.key in r for r in reports)]
     lines = [
         f"Preset `{args.preset}`, method {', '.join(cfg.method)}, seeds {args.seeds}: {c['labelled']} labelled photos "
         f"({c['labelled'] // len(r0['classes'])} per class), {c['val']} validation photos, {c['test']} test photos, "

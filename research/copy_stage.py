@@ -5,7 +5,7 @@
 
 Answers: does a change to the labelled stages help on the *same* rotation model? (Runs are not bit-repeatable
 on a CPU, so a fresh rotation model would add its own noise.) Copies the source run's config.json, split.json
-and skipped.json, then the stages (`experiment.copy_stage`), into a new run directory.
+and skipped.json, then the stages (`rundir.copy_stage`), into a new run directory.
 """
 
 import argparse
@@ -24,7 +24,7 @@ def main(argv=None) -> int:
 
     quiet.import_tensorflow()
     from ssl_keras import config as config_lib
-    from ssl_keras import experiment
+    from ssl_keras import rundir
 
     try:
         for name in ("config.json", "split.json"):
@@ -34,10 +34,10 @@ def main(argv=None) -> int:
         for name in ("config.json", "split.json", "skipped.json"):
             if os.path.exists(os.path.join(args.source, name)):
                 shutil.copy(os.path.join(args.source, name), args.target)
-        cfg = config_lib.from_dict(experiment.read_json(os.path.join(args.target, "config.json")))
-        run = experiment.Run(cfg, args.target, resume=True)
+        cfg = config_lib.from_dict(rundir.read_json(os.path.join(args.target, "config.json")))
+        run = rundir.Run(cfg, args.target, resume=True)
         for stage in args.stages:
-            experiment.copy_stage(args.source, run, stage)
+            rundir.copy_stage(args.source, run, stage)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

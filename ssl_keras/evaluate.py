@@ -35,3 +35,10 @@ def top_k(probs_row, class_names, k=5) -> list[tuple[str, float]]:
     """The k most probable classes of one prediction, best first."""
     order = np.argsort(-np.asarray(probs_row))[:k]
     return [(class_names[i], float(probs_row[i])) for i in order]
+
+
+def predict_image(model, image):
+    """(C,) probabilities of one (H, W, 3) photo, any size (the model resizes)."""
+    import numpy as np
+
+    return np.asarray(model(image[None].astype("float32"), training=False))[0]

@@ -1,177 +1,28 @@
-"""The experiment as a library: a run directory and its stages, each a function of the resolved config.
+"""The experiment as a library: the stages of a run, each a function of its `Run` (`ssl_keras.rundir`).
 
-    from ssl_keras import experiment, presets
-    run = experiment.Run(presets.quick(), "models/my-run")
+    from ssl_keras import experiment, presets, rundir
+    run = rundir.Run(presets.quick(), "models/my-run")
+    experiment.prepare(run.cfg)
     experiment.run_stages(run, experiment.PIPELINE)
 
 The command line (`ssl_keras.run`) and every benchmark call these functions, so a
 benchmark makes exactly the splits and models that `python -m ssl_keras.run` makes.
-A run directory explains itself: `config.json` (the resolved config), `split.json`,
-`skipped.json`, one folder a stage (`history.csv`, `curves.png`, `best.keras`,
-`final.keras`, `stage.json`, `logs/` for TensorBoard), `wall_time.json`,
-`report.json` and the plots. `classifiers(cfg)` is the one table that names every
-classifier of a run: its directory, its `report.json` key and its plot label.
+The article's stages (baseline, pretext, finetune), the methods that use the
+unlabelled photos again (`ssl_keras.methods`), scoring, predict and export.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
 
-from ssl_keras import config as config_lib
 from ssl_keras.config import METHODS
-
-
-@dataclass(frozen=True)
-class Classifier:
-    """One breed classifier of a run."""
-
-    dir: str  # its stage directory inside the run directory
-    key: str  # its key in report.json
-    label: str  # its label in plots and tables
-    method: str  # the `method` that trains it ("pretrain": the article's pipeline)
-
-
-def classifiers(cfg) -> list[Classifier]:
-    """Every classifier the config trains, in training order: the one naming table of a run."""
-    out = [Classifier("baseline", "baseline", "baseline (from scratch)", "pretrain")]
-    if cfg.freeze != "all" and cfg.also_frozen:
-        out.append(Classifier("finetune_all", "ssl_frozen", "SSL, backbone frozen", "pretrain"))
-    fine_tuned = "SSL, backbone frozen" if cfg.freeze == "all" else "SSL, fine-tuned"
-    out.append(Classifier(f"finetune_{cfg.freeze}", "ssl", fine_tuned, "pretrain"))
-    if "rotation_aux" in cfg.method:
-        for start in cfg.rotation_aux.starts:
-            name = "rotation_aux" if start == "pretext" else "rotation_aux_scratch"
-            out.append(Classifier(name, name, f"rotation loss, from {start}", "rotation_aux"))
-    if "self_training" in cfg.method:
-        out.append(Classifier("self_training", "self_training", "self-training", "self_training"))
-    if "fixmatch" in cfg.method:
-        out.append(Classifier("fixmatch", "fixmatch", "FixMatch", "fixmatch"))
-    return out
-
-
-def write_json(path: str, obj) -> None:
-    """Writes JSON next to `path`, then renames it into place."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
-
-
-def read_json(path: str):
-    with open(path) as f:
-        return json.load(f)
-
-
-def _rounded(value, digits=4):
-    """`value` with every float rounded (report.json's figures)."""
-    if isinstance(value, float):
-        return round(value, digits)
-    if isinstance(value, dict):
-        return {k: _rounded(v, digits) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rounded(v, digits) for v in value]
-    return value
-
-
-class Run:
-    """One run directory and what its stages share: config, split, data source."""
-
-    def __init__(self, cfg, run_dir: str, *, resume: bool = False, verbose=1, log=print):
-        self.cfg, self.dir, self.resume, self.verbose, self.log = cfg, run_dir, resume, verbose, log
-        os.makedirs(run_dir, exist_ok=True)
-        write_json(self.path("config.json"), config_lib.to_dict(cfg))
-        self._source = None
-        self._split = None
-        self.trained = 0  # training stages that ran in this call (not skipped by --resume)
-
-    def path(self, *parts) -> str:
-        return os.path.join(self.dir, *parts)
-
-    @property
-    def source(self):
-        from ssl_keras import sources
-
-        if self._source is None:
-            self._source = sources.open_source(self.cfg.data.data_dir, self.cfg.data.tfds_name)
-        return self._source
-
-    @property
-    def split(self) -> dict:
-        """The run's split, made once (seeded) and then read back from split.json."""
-        if self._split is None:
-            self._split = read_json(self.path("split.json")) if os.path.exists(self.path("split.json")) \
-                else self._make_split()
-        return self._split
-
-    def _make_split(self) -> dict:
-        from ssl_keras import sources, split as split_lib
-
-        d = self.cfg.data
-        self.log(f"Reading {self.source.description} ...")
-        records = self.source.records()
-        good, bad = sources.scan_images(self.source, [r.key for r in records])
-        good = set(good)
-        if bad:
-            self.log(f"Skipped {len(bad)} unreadable photo(s); listed in {self.path('skipped.json')}")
-        write_json(self.path("skipped.json"), {"count": len(bad), "files": bad})
-        records = [r for r in records if r.key in good]
-        classes = split_lib.choose_classes(records, d.classes, d.num_classes)
-        split = split_lib.make_split(
-            records, classes, labels_per_class=d.labels_per_class, val_per_class=d.val_per_class,
-            test_fraction=d.test_fraction, max_test_per_class=d.max_test_per_class,
-            max_unlabelled=d.max_unlabelled, seed=self.cfg.seed)
-        split["source"] = self.source.description
-        split["skipped"] = len(bad)
-        write_json(self.path("split.json"), split)
-        self.log(f"Split: {len(split['labelled'])} labelled, {len(split['val'])} validation, "
-                 f"{len(split['test'])} test, {len(split['unlabelled'])} + {len(split['unlabelled_val'])} "
-                 f"unlabelled (train + val) photos; classes: {', '.join(classes)}")
-        return split
-
-    @property
-    def classes(self) -> list[str]:
-        return self.split["classes"]
-
-    @property
-    def pool(self) -> list[str]:
-        """Every unlabelled photo (the rotation task's train and validation parts); never val or test."""
-        return self.split["unlabelled"] + self.split["unlabelled_val"]
-
-    def labelled(self, part: str, *, training=False, stage=None, repeat=False):
-        from ssl_keras import data
-
-        d = self.cfg.data
-        return data.labelled_dataset(self.source, self.split[part], d.image_size, d.batch_size, training=training,
-                                     stage=stage, seed=self.cfg.seed, repeat=repeat)
-
-    def stage_info(self, name: str) -> dict:
-        p = self.path(name, "stage.json")
-        return read_json(p) if os.path.exists(p) else {}
-
-    def stage_done(self, name: str) -> dict | None:
-        return (self.stage_info(name) or None) if self.resume else None
-
-    def finish_stage(self, name: str, start: float, **extra) -> dict:
-        info = {"wall_time_s": round(time.time() - start, 1), **extra}
-        write_json(self.path(name, "stage.json"), info)
-        self.trained += 1
-        return info
-
-    def test_accuracy(self, name: str) -> float | None:
-        p = self.path(name, "test_metrics.json")
-        return read_json(p)["accuracy"] if os.path.exists(p) else None
-
+from ssl_keras.rundir import (Run, best_so_far, classifiers, model_path, read_json, trained_before, val_score,
+                              write_json)
 
 # --- the article's stages ----------------------------------------------------------------------------------------
-
-
-def _entry(cfg, name: str) -> Classifier:
-    return next(c for c in classifiers(cfg) if c.dir == name)
 
 
 def _new_classifier(run: Run, init: str, freeze: str, *, pretext=None, teacher_path=None):
@@ -308,32 +159,6 @@ def finetune(run: Run) -> dict:
 
 
 # --- the semi-supervised methods ---------------------------------------------------------------------------------
-
-
-def val_score(info: dict) -> float:
-    """What picks between classifiers: the mean validation accuracy of a stage's last epochs.
-
-    The best epoch's accuracy is the largest of many noisy values on a few hundred photos,
-    and the more epochs a stage has, the more it overstates the model; the last epochs'
-    mean, after the cosine schedule has settled, does not.
-    """
-    return info.get("val_accuracy_last", info.get("best_val_accuracy", 0.0))
-
-
-def trained_before(run: Run, before: str | None = None, extra=()) -> list[str]:
-    """Stage directories of the trained classifiers listed before `before` in `classifiers(cfg)`, and `extra`."""
-    names = []
-    for entry in classifiers(run.cfg):
-        if entry.dir == before:
-            break
-        names.append(entry.dir)
-    return [n for n in [*names, *extra] if run.stage_info(n) and os.path.exists(run.path(n, "best.keras"))]
-
-
-def best_so_far(run: Run, before: str | None = None, extra=()) -> str | None:
-    """The trained classifier (of `trained_before`) with the highest `val_score`; ties go to the earlier one."""
-    scored = [(val_score(run.stage_info(n)), -i, n) for i, n in enumerate(trained_before(run, before, extra))]
-    return max(scored)[2] if scored else None
 
 
 def _method_freeze(cfg) -> str:
@@ -517,7 +342,7 @@ def methods(run: Run) -> dict:
     return {m: METHOD_STAGES[m](run) for m in METHODS if m in run.cfg.method and m != "pretrain"}
 
 
-# --- scoring and the report --------------------------------------------------------------------------------------
+# --- scoring, predict, export ------------------------------------------------------------------------------------
 
 
 def evaluate(run: Run) -> dict:
@@ -543,116 +368,6 @@ def evaluate(run: Run) -> dict:
     return out
 
 
-def best_classifier(run: Run) -> Classifier | None:
-    """The classifier with the highest validation accuracy (ties: the earlier one), None before any is trained."""
-    best = best_so_far(run, before=None)
-    return _entry(run.cfg, best) if best else None
-
-
-def model_path(run: Run, model_arg: str | None = None) -> str:
-    """`model_arg`, else the `.keras` file of the run's best classifier by validation accuracy."""
-    if model_arg:
-        if not os.path.isfile(model_arg):
-            raise ValueError(f"Model file {model_arg!r} does not exist. Expected a .keras classifier.")
-        return model_arg
-    best = best_classifier(run)
-    if best is None:
-        raise ValueError(f"No trained classifier in {run.dir!r}. Run the pipeline first or pass --model.")
-    return run.path(best.dir, "best.keras")
-
-
-def report(run: Run) -> dict:
-    """report.json, the comparison and example plots, and the summary table (printed last)."""
-    from ssl_keras import plots
-
-    cfg, split = run.cfg, run.split
-    base = run.test_accuracy("baseline")
-    report = {
-        "preset": cfg.preset, "seed": cfg.seed, "method": list(cfg.method), "classes": run.classes,
-        "source": split.get("source"),
-        "counts": {"labelled": len(split["labelled"]), "val": len(split["val"]), "test": len(split["test"]),
-                   "unlabelled": len(split["unlabelled"]), "unlabelled_val": len(split["unlabelled_val"]),
-                   "skipped": split.get("skipped", 0)},
-        "pretext": {"val_accuracy": run.stage_info("pretext").get("best_val_accuracy"), **run.stage_info("pretext")},
-    }
-    rows = []
-    for entry in classifiers(cfg):
-        info, test = run.stage_info(entry.dir), run.test_accuracy(entry.dir)
-        if not info:
-            continue
-        gap = None if test is None or base is None else round(100 * (test - base), 1)
-        report[entry.key] = {"test_accuracy": test, "val_accuracy": info.get("best_val_accuracy"),
-                             "gap_points": gap, "label": entry.label, "dir": entry.dir, **info}
-        rows.append((entry, info, test, gap))
-    best = best_classifier(run)
-    if best is not None:
-        test = run.test_accuracy(best.dir)
-        report["best"] = {"key": best.key, "method": best.method, "label": best.label, "dir": best.dir,
-                          "val_accuracy": run.stage_info(best.dir).get("best_val_accuracy"),
-                          "val_accuracy_last": val_score(run.stage_info(best.dir)), "test_accuracy": test,
-                          "gap_points": None if test is None or base is None else round(100 * (test - base), 1),
-                          "path": run.path(best.dir, "best.keras")}
-    wall_path = run.path("wall_time.json")
-    report["wall_time_s"] = read_json(wall_path) if os.path.exists(wall_path) else {}
-    if os.path.exists(run.path("export.json")):
-        report["export"] = read_json(run.path("export.json"))
-    report = _rounded(report)
-    write_json(run.path("report.json"), report)
-    bars = {entry.label: test for entry, _, test, _ in rows if test is not None}
-    if bars:
-        counts = report["counts"]
-        plots.comparison(bars, run.path("comparison.png"),
-                         f"Test accuracy, {counts['labelled']} labels ({counts['test']} test photos)")
-    if best is not None:
-        _prediction_plot(run, run.path(best.dir, "best.keras"))
-    run.log("\n" + summary_table(report, rows))
-    run.log(f"\nRun directory: {run.dir}  (report.json, comparison.png, */curves.png; "
-            f"tensorboard --logdir {run.dir})")
-    return report
-
-
-def summary_table(report: dict, rows) -> str:
-    """The table a run ends with: each classifier's epochs, validation and test accuracy, gap, time."""
-    lines = [("classifier", "epochs", "val acc (kept epoch)", "val acc (last 5)", "test acc", "vs baseline",
-              "wall s")]
-    if report["pretext"].get("epochs"):
-        p = report["pretext"]
-        lines.append(("pretext (rotation task)", str(p["epochs"]), f"{p['val_accuracy']:.3f}",
-                      f"{val_score(p):.3f}", "-", "-", f"{p.get('wall_time_s', 0):.0f}"))
-    for entry, info, test, gap in rows:
-        lines.append((entry.label, str(info.get("epochs")), f"{info.get('best_val_accuracy', 0):.3f}",
-                      f"{val_score(info):.3f}", "-" if test is None else f"{test:.3f}",
-                      "-" if gap is None or entry.key == "baseline" else f"{gap:+.1f} pts",
-                      f"{info.get('wall_time_s', 0):.0f}"))
-    widths = [max(len(r[i]) for r in lines) for i in range(len(lines[0]))]
-    text = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in lines)
-    if "best" in report and report["best"]["test_accuracy"] is not None:
-        b = report["best"]
-        gap = "" if b["gap_points"] is None else f", {b['gap_points']:+.1f} points over the baseline"
-        text += (f"\n\nBest by validation accuracy (mean of its last 5 epochs): {b['label']} "
-                 f"(val {b['val_accuracy_last']:.3f}): test accuracy {b['test_accuracy']:.3f}{gap}.")
-    return text
-
-
-def _prediction_plot(run: Run, path: str) -> None:
-    """prediction.png: the first test photo with its top-k breeds (the article's Figure 8)."""
-
-    from ssl_keras import evaluate as evaluate_lib, models, plots, preprocessing
-
-    key, label = run.split["test"][0]
-    image = preprocessing.decode(run.source.read(key)).numpy()
-    probs = predict_image(models.load(path), image)
-    plots.prediction(image, evaluate_lib.top_k(probs, run.classes, run.cfg.top_k), run.path("prediction.png"),
-                     f"{os.path.basename(key)}\ntrue: {run.classes[label]}")
-
-
-def predict_image(model, image):
-    """(C,) probabilities of one (H, W, 3) photo, any size (the model resizes)."""
-    import numpy as np
-
-    return np.asarray(model(image[None].astype("float32"), training=False))[0]
-
-
 def predict(run: Run, images, model_arg=None, top_k=None, out=print, err=print) -> int:
     """Prints the top-k breeds of each photo; a photo that cannot be read is reported, not fatal.
 
@@ -676,7 +391,7 @@ def predict(run: Run, images, model_arg=None, top_k=None, out=print, err=print) 
             failed += 1
             continue
         out(f"\n{image_path}")
-        for name, p in evaluate_lib.top_k(predict_image(model, image), run.classes, top_k or run.cfg.top_k):
+        for name, p in evaluate_lib.top_k(evaluate_lib.predict_image(model, image), run.classes, top_k or run.cfg.top_k):
             out(f"  {p * 100:6.2f}%  {'#' * round(p * 30):30s} {name}")
     return 1 if failed else 0
 
@@ -714,23 +429,6 @@ def prepare(cfg) -> None:
         keras.mixed_precision.set_global_policy("mixed_float16")
 
 
-def copy_stage(source_dir: str, run: Run, stage: str) -> None:
-    """Starts `run` from the finished `stage` of the run in `source_dir` (its models, history and stage.json).
-
-    The copied stage.json keeps the time the stage took there. Raises ValueError when it is not finished.
-    """
-    src = os.path.join(source_dir, stage)
-    if not os.path.isfile(os.path.join(src, "stage.json")) or not os.path.isfile(os.path.join(src, "best.keras")):
-        raise ValueError(f"No finished {stage!r} stage in {source_dir!r} to start from. Expected "
-                         f"{src}/stage.json and best.keras.")
-    if os.path.exists(run.path(stage, "stage.json")):
-        return
-    tmp = run.path(f".{stage}.copy")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("backup", "logs"))
-    shutil.rmtree(run.path(stage), ignore_errors=True)
-    os.rename(tmp, run.path(stage))
-
 TRAINING = {"baseline": baseline, "pretext": pretext, "finetune": finetune, "methods": methods}
 PIPELINE = ("baseline", "pretext", "finetune", "methods", "evaluate", "export", "report")
 
@@ -764,7 +462,9 @@ def run_stages(run: Run, stages, *, export_dir="export", model_name="dog_breeds"
         elif stage == "export":
             export(run, model, export_dir, model_name, top_k)
         elif stage == "report":
-            result = report(run)
+            from ssl_keras import report
+
+            result = report.report(run)
             continue
         else:
             raise ValueError(f"Unknown stage {stage!r}. Expected one of {PIPELINE}.")

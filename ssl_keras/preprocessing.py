@@ -18,7 +18,7 @@ import keras
 FORMATS = "JPEG, PNG, GIF or BMP"
 
 
-def decode(encoded) -> tf.Tensor:
+def decode(encoded):
     """Encoded JPEG, PNG, GIF (first frame) or BMP bytes -> (H, W, 3) uint8 RGB.
 
     JPEG uses the accurate integer IDCT (`dct_method="INTEGER_ACCURATE"`), as
@@ -46,7 +46,7 @@ def resizing(image_size: int) -> keras.layers.Resizing:
                                  name="resize")
 
 
-def decode_resized(encoded, resize) -> tf.Tensor:
+def decode_resized(encoded, resize):
     """Encoded bytes -> (S, S, 3) float32 pixels 0..255: `decode`, then the `resizing` layer `resize`.
 
     The model's own resize maps S x S to itself exactly, so a model sees the same pixels

@@ -198,14 +198,14 @@ def main(argv=None) -> int:
         from ssl_keras import quiet
 
         quiet.import_tensorflow()
-        from ssl_keras import experiment
+        from ssl_keras import experiment, rundir
 
         if "export" in STAGES[args.stage]:
             from ssl_keras import export
 
             export.tfjs_script_path()  # fail now, not after an hour of training, when `npm ci` was not run
         experiment.prepare(cfg)
-        run = experiment.Run(cfg, run_dir, resume=args.resume, verbose=1 if sys.stdout.isatty() else 2,
+        run = rundir.Run(cfg, run_dir, resume=args.resume, verbose=1 if sys.stdout.isatty() else 2,
                              log=lambda *a: print(*a, flush=True))
         print(f"Run directory: {run_dir}  (preset {cfg.preset}, seed {cfg.seed}, method {','.join(cfg.method)})",
               flush=True)

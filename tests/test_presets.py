@@ -26,4 +26,4 @@ def test_unknown_preset_names_the_choices():
 @pytest.mark.parametrize("name", sorted(presets.PRESETS))
 def test_each_preset_docstring_gives_its_command(name):
     doc = presets.PRESETS[name].__doc__
-    assert f"python -m ssl_keras.run" in doc and (name == "default" or f"--preset {name}" in doc), name
+    assert "python -m ssl_keras.run" in doc and (name == "default" or f"--preset {name}" in doc), name

@@ -9,13 +9,9 @@ import io
 import json
 import os
 import shutil
-import time
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from ssl_keras import config as config_lib
 from ssl_keras import run, train
 
 

@@ -69,7 +69,7 @@ def _import_tfds():
         import tensorflow_datasets as tfds
 
         tfds.testing.mock_data, tfds.decode.SkipDecoding  # noqa: B018 (a broken install imports half-way)
-    except Exception as e:  # a broken install, e.g. tensorflow-metadata built for a newer protobuf
+    except Exception:  # a broken install, e.g. tensorflow-metadata built for a newer protobuf
         try:
             import tensorflow_metadata.proto  # noqa: F401 (the usual culprit: it names the versions)
         except Exception as cause:

@@ -43,7 +43,7 @@ class ConfidentFraction(keras.metrics.Mean):
         return super().update_state(ops.cast(ops.max(weak, axis=1) >= self.threshold, "float32"))
 
 
-def dataset(labelled, unlabelled, strong_ops: int, strong_factor: float, seed: int) -> tf.data.Dataset:
+def dataset(labelled, unlabelled, strong_ops: int, strong_factor: float, seed: int):
     """Endless trainer batches from endless labelled (x, y) batches and unlabelled x batches.
 
     Yields `({"labelled": x, "weak": w, "strong": s}, {"breed": y, "consistency": 0})`.

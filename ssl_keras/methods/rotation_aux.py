@@ -11,7 +11,7 @@ from __future__ import annotations
 from ssl_keras import models, rotations, train, transfer
 
 
-def dataset(labelled, unlabelled) -> tf.data.Dataset:
+def dataset(labelled, unlabelled):
     """Endless trainer batches from endless labelled (x, y) batches and unlabelled x batches.
 
     Yields `({"labelled": x, "rotated": r}, {"breed": y, "rotation": k})`, where `r` holds
