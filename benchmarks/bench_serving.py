@@ -98,8 +98,9 @@ def free_port():
 
 
 def start_server(base_path, name, port):
-    proc = subprocess.Popen([sys.executable, "-m", "ssl_keras.serve", "--model-base-path", base_path,
-                             "--model-name", name, "--port", str(port), "--poll-seconds", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "ssl_keras.serve", "--model_base_path", base_path,
+                             "--model_name", name, "--port", "0", "--rest_api_port", str(port),
+                             "--file_system_poll_wait_seconds", "0"],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:

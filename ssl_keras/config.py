@@ -157,7 +157,9 @@ class SelfTrainingConfig:
     class as the class with fewest. Targets are the teacher's probabilities (`soft`, sharpened
     by `temperature` < 1) or its top breed. The student (`init`) trains on the labelled and pseudo-labelled photos with
     augmentation, `labelled_fraction` of each batch labelled, plus `rotation_weight` x the
-    rotation loss on the batch. An epoch is a pass over the pseudo-labelled photos.
+    rotation loss on the batch; with `mixup` > 0, photos and targets are blended (MixUp, Beta(mixup,
+    mixup)), as pseudo-labelling needs against confirmation bias (Arazo et al. 2020). An epoch is a
+    pass over the labelled and pseudo-labelled photos.
     """
 
     rounds: int = 1
@@ -169,6 +171,7 @@ class SelfTrainingConfig:
     balance: bool = True
     soft: bool = True
     temperature: float = 1.0
+    mixup: float = 0.0
     labelled_fraction: float = 0.25
     rotation_weight: float = 0.0
     init: str = "pretext"
@@ -181,6 +184,7 @@ class SelfTrainingConfig:
         _check(self.ensemble_margin >= 0,
                f"`self_training.ensemble_margin` must be >= 0. Received: {self.ensemble_margin}")
         _check(self.temperature > 0, f"`self_training.temperature` must be > 0. Received: {self.temperature}")
+        _check(self.mixup >= 0, f"`self_training.mixup` must be >= 0 (0: no MixUp). Received: {self.mixup}")
         _check(0.0 <= self.threshold < 1.0, f"`self_training.threshold` must be in [0, 1). Received: {self.threshold}")
         _check(0.0 <= self.min_precision < 1.0,
                f"`self_training.min_precision` must be in [0, 1). Received: {self.min_precision}")

@@ -240,7 +240,8 @@ def self_training(run: Run) -> dict:
             labelled = data.examples(run.source, lab_keys, lab_targets.tolist(), d.image_size, seed=cfg.seed)
             pseudo = data.examples(run.source, chosen["keys"], chosen["targets"], d.image_size, seed=cfg.seed + 1)
             batches = method.dataset(labelled, pseudo, mc.labelled_fraction, d.batch_size,
-                                     data.augmenter(mc.train, cfg.seed), mc.rotation_weight > 0, cfg.seed)
+                                     data.augmenter(mc.train, cfg.seed), mc.rotation_weight > 0, cfg.seed,
+                                     mixup_alpha=mc.mixup)
             steps = math.ceil((len(lab_keys) + len(chosen["keys"])) / d.batch_size)
             return method.train_student(model, cfg.model, d.image_size, mc, batches, run.labelled("val"),
                                         steps_per_epoch=steps, stage_dir=stage_dir, resume=run.resume,

@@ -122,3 +122,19 @@ def test_pretext_augmentation_happens_before_the_rotations(image_folder):
             assert _match(image, originals) is not None or _match(image, originals[:, :, ::-1]) is not None
         for k in range(4):  # every rotation is of the same (possibly mirrored) photo: labels stay true
             np.testing.assert_array_equal(x[k * b:(k + 1) * b], np.rot90(x[:b], k, axes=(1, 2)))
+
+
+def test_strong_augmentation_changes_photos_within_the_pixel_range_in_tf_data(image_folder, good_items):
+    import tensorflow as tf
+
+    source = sources.ImageFolder(image_folder.root)
+    originals = np.stack(_decode_all(source, [k for k, _ in good_items])).astype(np.float32)
+    aug = data.strong_augmenter(2, 0.5, seed=0)
+    ds = tf.data.Dataset.from_tensors(originals).repeat(4).map(lambda x: aug(x, training=True),
+                                                              num_parallel_calls=tf.data.AUTOTUNE)
+    batches = list(ds.as_numpy_iterator())
+    for x in batches:
+        assert x.shape == originals.shape and x.dtype == np.float32
+        assert x.min() >= 0 and x.max() <= 255
+        assert np.abs(x - originals).mean(axis=(1, 2, 3)).min() > 1  # every photo is changed (Cutout at least)
+    assert not np.array_equal(batches[0], batches[1])  # each batch draws anew

@@ -232,3 +232,15 @@ def test_an_interrupted_student_resumes(tiny_all, tmp_path, monkeypatch):
     assert train.read_history(str(round_dir / "history.csv"))["epoch"] == [0.0, 1.0, 2.0]
     assert (round_dir / "pseudo_labels.json").read_text() == labels  # the same pseudo-labels, not new ones
     assert json.loads((run_dir / "self_training" / "stage.json").read_text())["epochs"] == 3
+
+
+def test_mixup_blends_photos_and_targets_with_the_same_weight():
+    x = np.stack([np.full((S, S, 3), v, "float32") for v in (0.0, 100.0, 200.0, 250.0)])
+    p = np.eye(4, dtype="float32")
+    mixed_x, mixed_p = (t.numpy() for t in self_training.mixup(tf.constant(x), tf.constant(p), 1.0, seed=0))
+    assert np.allclose(mixed_p.sum(1), 1.0)
+    lam = mixed_p.max(1)
+    assert (lam >= 0.5 - 1e-6).all() and (mixed_p.argmax(1) == np.arange(4)).all()  # mostly the photo itself
+    # every pixel of a mixed photo is the same blend of the two photos as its target
+    blended = mixed_p @ np.array([0.0, 100.0, 200.0, 250.0], "float32")
+    np.testing.assert_allclose(mixed_x[:, 0, 0, 0], blended, rtol=1e-5, atol=1e-3)

@@ -94,12 +94,30 @@ def pseudo_label_report(keys, probs, chosen, classes, true_class) -> dict:
     }
 
 
-def dataset(labelled, pseudo, labelled_fraction: float, batch_size: int, augment, rotation: bool, seed: int):
+def mixup(x, p, alpha: float, seed: int):
+    """MixUp (Zhang et al. 2018) within a batch: each photo and its target blended with another's,
+    by a weight drawn from Beta(alpha, alpha) per photo (the larger weight on the photo itself)."""
+    import tensorflow as tf
+
+    n = tf.shape(x)[0]
+    g = tf.random.Generator.from_seed(seed)
+    seeds = g.make_seeds(2)  # fresh seeds for every batch
+    a = tf.random.stateless_gamma([n], seeds[:, 0], alpha)
+    b = tf.random.stateless_gamma([n], seeds[:, 1], alpha)
+    lam = tf.maximum(a / (a + b), b / (a + b))  # (B,) in [0.5, 1]
+    other = tf.argsort(g.uniform([n]))  # a random partner for every photo
+    x = lam[:, None, None, None] * x + (1 - lam[:, None, None, None]) * tf.gather(x, other)
+    p = lam[:, None] * p + (1 - lam[:, None]) * tf.gather(p, other)
+    return x, p
+
+
+def dataset(labelled, pseudo, labelled_fraction: float, batch_size: int, augment, rotation: bool, seed: int,
+            mixup_alpha: float = 0.0):
     """Endless trainer batches mixing labelled and pseudo-labelled (pixels, target probabilities) photos.
 
-    `labelled_fraction` of the photos of a batch are labelled, on average. Yields
-    `({"labelled": x}, {"breed": p})`, and with `rotation` also `rotated`/`rotation`:
-    the four rotations of the batch, (4*B, S, S, 3).
+    `labelled_fraction` of the photos of a batch are labelled, on average; with `mixup_alpha`
+    the augmented batch is blended by `mixup`. Yields `({"labelled": x}, {"breed": p})`, and
+    with `rotation` also `rotated`/`rotation`: the four rotations of the batch, (4*B, S, S, 3).
     """
     import tensorflow as tf
 
@@ -108,6 +126,8 @@ def dataset(labelled, pseudo, labelled_fraction: float, batch_size: int, augment
     ds = mixed.batch(batch_size, drop_remainder=True)
     if augment is not None:
         ds = ds.map(lambda x, p: (augment(x, training=True), p), num_parallel_calls=tf.data.AUTOTUNE)
+    if mixup_alpha:
+        ds = ds.map(lambda x, p: mixup(x, p, mixup_alpha, seed), num_parallel_calls=tf.data.AUTOTUNE)
 
     def to_trainer(x, p):
         if not rotation:
