@@ -369,14 +369,24 @@ def evaluate(run: Run) -> dict:
     return out
 
 
+def photo_probabilities(model, path):
+    """(C,) probabilities of the photo file at `path`: the project's decode, then the model (which resizes).
+
+    Raises:
+        ValueError: naming the file, when it is not a photo.
+    """
+    from ssl_keras import evaluate as evaluate_lib, preprocessing
+
+    return evaluate_lib.predict_image(model, preprocessing.read_photo(path))
+
+
 def predict(run: Run, images, model_arg=None, top_k=None, out=print, err=print) -> int:
     """Prints the top-k breeds of each photo; a photo that cannot be read is reported, not fatal.
 
     Returns:
         0 when every photo was read, else 1.
     """
-
-    from ssl_keras import evaluate as evaluate_lib, models, preprocessing
+    from ssl_keras import evaluate as evaluate_lib, models
 
     if not images:
         raise ValueError("`predict` needs at least one photo: python -m ssl_keras.run predict PHOTO.jpg")
@@ -386,13 +396,13 @@ def predict(run: Run, images, model_arg=None, top_k=None, out=print, err=print) 
     failed = 0
     for image_path in images:
         try:
-            image = preprocessing.read_photo(image_path)
+            probs = photo_probabilities(model, image_path)
         except ValueError as e:
             err(f"\n{e}")
             failed += 1
             continue
         out(f"\n{image_path}")
-        for name, p in evaluate_lib.top_k(evaluate_lib.predict_image(model, image), run.classes, top_k or run.cfg.top_k):
+        for name, p in evaluate_lib.top_k(probs, run.classes, top_k or run.cfg.top_k):
             out(f"  {p * 100:6.2f}%  {'#' * round(p * 30):30s} {name}")
     return 1 if failed else 0
 

@@ -7,8 +7,11 @@ photos every artefact is compared on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -92,3 +95,31 @@ def assert_same_predictions(reference: np.ndarray, other: np.ndarray, what: str,
     tied = reference[rows, top] >= reference.max(1) - 2 * tolerance
     assert tied.all(), f"{what}: top-1 breed differs from Keras on photos {np.flatnonzero(~tied).tolist()}"
     return diff
+
+
+@contextlib.contextmanager
+def rest_server(base_path: str, **limits):
+    """`ssl_keras.serve`'s REST app on a free loopback port, in a thread; yields its /v1/models URL.
+
+    `limits` go to `serve.create_app` (e.g. max_body_bytes) and `serve.uvicorn_config` (header_seconds,
+    body_seconds).
+    """
+    import uvicorn
+
+    from ssl_keras import serve
+
+    timeouts = {k: limits.pop(k) for k in ("header_seconds", "body_seconds") if k in limits}
+    app = serve.create_app(base_path, MODEL_NAME, poll_seconds=0, **limits)
+    server = uvicorn.Server(serve.uvicorn_config(app, port=0, **timeouts))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started:
+        assert time.time() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1/models"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -16,7 +16,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from serving_helpers import MIN_PHOTOS, assert_same_predictions, decode, exported, keras_probabilities
+from serving_helpers import MIN_PHOTOS, assert_same_predictions, decode, exported, keras_probabilities, rest_server
 
 LIMIT = 4 * 2**20  # the body-size limit of the server under test
 HEADER_SECONDS, BODY_SECONDS = 1.0, 1.5  # its read deadlines: short, so that the slow-client tests are quick
@@ -30,23 +30,9 @@ def model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def url(model):
     """A real server (uvicorn) on a free loopback port, for this module."""
-    import uvicorn
-
-    from ssl_keras import serve
-
-    app = serve.create_app(model["base_path"], "dog_breeds", max_body_bytes=LIMIT, poll_seconds=0)
-    server = uvicorn.Server(serve.uvicorn_config(app, port=0, header_seconds=HEADER_SECONDS,
-                                                 body_seconds=BODY_SECONDS))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started:
-        assert time.time() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}/v1/models"
-    server.should_exit = True
-    thread.join(10)
+    with rest_server(model["base_path"], max_body_bytes=LIMIT, header_seconds=HEADER_SECONDS,
+                     body_seconds=BODY_SECONDS) as url:
+        yield url
 
 
 def call(url, body=None, method=None, raw=None):

@@ -171,3 +171,34 @@ def test_a_file_that_is_not_an_image_gets_a_message(browser, site, model, tmp_pa
     assert page.upload(model["photos"][1])  # and the page still works
     assert not page.page.is_visible("#message")
     assert not page.errors, page.errors
+
+
+def test_page_savedmodel_rest_and_predict_give_the_same_probabilities_on_the_same_files(browser, site, model):
+    """One decode and one resize everywhere: on >= 50 real photo files, the page in Chromium (which decodes
+    the file itself), the SavedModel's `serving_default` (JPEG bytes), the REST endpoint (the same bytes as
+    base64) and `predict` (`experiment.photo_probabilities`) agree to 1e-4."""
+    import base64
+    import json
+    import urllib.request
+
+    import tensorflow as tf
+
+    from serving_helpers import rest_server
+    from ssl_keras import experiment, models
+
+    classes, photos = model["classes"], model["photos"]
+    assert len(photos) >= MIN_PHOTOS
+    page = Page(browser, site + "?backend=cpu")
+    in_page = np.stack([as_matrix(page.upload(p), classes) for p in photos])
+    raw = [open(p, "rb").read() for p in photos]
+    loaded = tf.saved_model.load(os.path.join(model["base_path"], "1"))
+    saved = loaded.signatures["serving_default"](image_bytes=tf.constant(raw))["probabilities"].numpy()
+    with rest_server(model["base_path"]) as url:
+        body = json.dumps({"instances": [{"b64": base64.b64encode(r).decode()} for r in raw]}).encode()
+        with urllib.request.urlopen(urllib.request.Request(f"{url}/dog_breeds:predict", data=body)) as answer:
+            rest = np.array([row["probabilities"] for row in json.load(answer)["predictions"]])
+    keras_model = models.load(model["keras_path"])
+    predicted = np.stack([experiment.photo_probabilities(keras_model, p) for p in photos])
+    for what, probs in (("the SavedModel", saved), ("the REST endpoint", rest), ("predict", predicted)):
+        assert_same_predictions(in_page, probs, f"{what} against the page in Chromium")
+    assert not page.errors, page.errors
