@@ -151,9 +151,8 @@ def finetune(run: Run) -> dict:
     model = _pretext_model(run)
     out = {}
     for entry in classifiers(run.cfg):
-        if entry.method == "pretrain" and entry.dir.startswith("finetune_"):
-            freeze = entry.dir[len("finetune_"):]
-            out[entry.dir] = _classifier_stage(run, entry.dir, "pretext", freeze,
+        if entry.freeze is not None:
+            out[entry.dir] = _classifier_stage(run, entry.dir, "pretext", entry.freeze,
                                                _fit_labelled(run, run.cfg.finetune), pretext=model)
     return out
 
@@ -447,7 +446,7 @@ PIPELINE = ("baseline", "pretext", "finetune", "methods", "evaluate", "export", 
 def _trained_seconds(run: Run, stage: str) -> float:
     """The training time the stage.json files of `stage` record (for a stage skipped by --resume)."""
     if stage == "finetune":
-        names = [c.dir for c in classifiers(run.cfg) if c.dir.startswith("finetune_")]
+        names = [c.dir for c in classifiers(run.cfg) if c.freeze is not None]
     elif stage == "methods":
         names = [c.dir for c in classifiers(run.cfg) if c.method != "pretrain"]
     else:

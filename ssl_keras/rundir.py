@@ -27,15 +27,16 @@ class Classifier:
     key: str  # its key in report.json
     label: str  # its label in plots and tables
     method: str  # the `method` that trains it ("pretrain": the article's pipeline)
+    freeze: str | None = None  # the article's fine-tuned classifiers: the backbone blocks frozen
 
 
 def classifiers(cfg) -> list[Classifier]:
     """Every classifier the config trains, in training order: the one naming table of a run."""
     out = [Classifier("baseline", "baseline", "baseline (from scratch)", "pretrain")]
     if cfg.freeze != "all" and cfg.also_frozen:
-        out.append(Classifier("finetune_all", "ssl_frozen", "SSL, backbone frozen", "pretrain"))
+        out.append(Classifier("finetune_all", "ssl_frozen", "SSL, backbone frozen", "pretrain", "all"))
     fine_tuned = "SSL, backbone frozen" if cfg.freeze == "all" else "SSL, fine-tuned"
-    out.append(Classifier(f"finetune_{cfg.freeze}", "ssl", fine_tuned, "pretrain"))
+    out.append(Classifier(f"finetune_{cfg.freeze}", "ssl", fine_tuned, "pretrain", cfg.freeze))
     if "rotation_aux" in cfg.method:
         for start in cfg.rotation_aux.starts:
             name = "rotation_aux" if start == "pretext" else "rotation_aux_scratch"
