@@ -270,10 +270,24 @@ def run_rest_fuzz(port: int, cases, workers: int = 8) -> dict:
 # ---------------------------------------------------------------------------------------------------- gRPC
 
 
+def tensor_proto(dtype: int, dims=(), **fields):
+    """A TensorProto of `dtype` (a DataType number) and `dims`, with `fields` set as given (bytes) or extended."""
+    from tensorflow.core.framework import tensor_pb2
+
+    t = tensor_pb2.TensorProto(dtype=dtype)
+    for d in dims:
+        t.tensor_shape.dim.add().size = d
+    for key, value in fields.items():
+        if isinstance(value, bytes):
+            setattr(t, key, value)
+        else:
+            getattr(t, key).extend(value)
+    return t
+
+
 def grpc_fuzz_cases(seed: int, n: int, photo: bytes) -> list[tuple[str, str, bytes]]:
     """`n` malformed (and a few good) gRPC calls, as (family, method path, serialized request bytes)."""
     import tensorflow as tf
-    from tensorflow.core.framework import tensor_pb2
     from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, predict_pb2
 
     rng = random.Random(seed)
@@ -289,24 +303,13 @@ def grpc_fuzz_cases(seed: int, n: int, photo: bytes) -> list[tuple[str, str, byt
             r.inputs[key].CopyFrom(proto)
         return r
 
-    def tensor(dtype, dims=(), **fields):
-        t = tensor_pb2.TensorProto(dtype=dtype)
-        for d in dims:
-            t.tensor_shape.dim.add().size = d
-        for key, value in fields.items():
-            if isinstance(value, bytes):
-                setattr(t, key, value)
-            else:
-                getattr(t, key).extend(value)
-        return t
-
     def bad_tensor():
         """(inputs, signature name) with a tensor a client may get wrong."""
-        photos = lambda **fields: ({"image_bytes": tensor(7, **fields)}, "")  # DT_STRING
-        pixels = lambda dtype=1, **fields: ({"pixels": tensor(dtype, **fields)}, "predict_pixels")  # DT_FLOAT
+        photos = lambda **fields: ({"image_bytes": tensor_proto(7, **fields)}, "")  # DT_STRING
+        pixels = lambda dtype=1, **fields: ({"pixels": tensor_proto(dtype, **fields)}, "predict_pixels")  # DT_FLOAT
         odd_float = rng.choice([float("nan"), float("inf"), -float("inf"), 3.4e38, -3.4e38, 0.0, 255.0, 1e-45])
         return rng.choice([
-            lambda: ({"image_bytes": tensor(rng.choice([1, 3, 9, 10, 19, 999, -5, 0]), [1], float_val=[1.0])}, ""),
+            lambda: ({"image_bytes": tensor_proto(rng.choice([1, 3, 9, 10, 19, 999, -5, 0]), [1], float_val=[1.0])}, ""),
             lambda: photos(dims=[rng.choice([-1, -2**40, 2**40, 2**62])], string_val=[photo]),
             lambda: photos(dims=rng.choice([[], [1, 1], [3], [0]]), string_val=[photo]),
             lambda: photos(dims=[1], string_val=[photo, photo]),
@@ -321,11 +324,11 @@ def grpc_fuzz_cases(seed: int, n: int, photo: bytes) -> list[tuple[str, str, byt
             lambda: pixels(dims=[1, 2**20, 2**20, 3], float_val=[1.0]),
             lambda: pixels(2, dims=[1, 4, 4, 3], double_val=[1.0]),
             lambda: pixels(19, dims=[1, 4, 4, 3], half_val=[rng.randrange(65536)]),
-            lambda: ({"pixels": tensor(1, [1, 4, 4, 3], float_val=[1.0]), "extra": tensor(1, [1], float_val=[1.0])},
+            lambda: ({"pixels": tensor_proto(1, [1, 4, 4, 3], float_val=[1.0]), "extra": tensor_proto(1, [1], float_val=[1.0])},
                      "predict_pixels"),
-            lambda: ({"nope": tensor(7, [1], string_val=[photo])}, ""),
+            lambda: ({"nope": tensor_proto(7, [1], string_val=[photo])}, ""),
             lambda: ({}, ""),
-            lambda: ({"image_bytes": tensor(7, [1], string_val=[photo])},
+            lambda: ({"image_bytes": tensor_proto(7, [1], string_val=[photo])},
                      rng.choice(["nope", "predict_pixels", "\x00", "s" * 5000])),
         ])()
 
@@ -360,7 +363,7 @@ def grpc_fuzz_cases(seed: int, n: int, photo: bytes) -> list[tuple[str, str, byt
             data[rng.randrange(len(data))] = rng.randrange(256)
         return bytes(data)
 
-    small = request({"pixels": tensor(1, [1, 4, 4, 3], float_val=[7.0])}, "predict_pixels").SerializeToString()
+    small = request({"pixels": tensor_proto(1, [1, 4, 4, 3], float_val=[7.0])}, "predict_pixels").SerializeToString()
     families = {
         "random bytes": lambda: (rng.choice([predict_path, metadata_path, status_path]),
                                  rng.randbytes(rng.randrange(0, 2000))),
@@ -376,7 +379,7 @@ def grpc_fuzz_cases(seed: int, n: int, photo: bytes) -> list[tuple[str, str, byt
                                                "/tensorflow.serving.PredictionService/MultiInference",
                                                "/tensorflow.serving.ModelService/HandleReloadConfigRequest",
                                                "/tensorflow.serving.PredictionService/Nope", "/x/y"]), small),
-        "oversized": lambda: (predict_path, request({"pixels": tensor(1, [1, 700, 700, 3],
+        "oversized": lambda: (predict_path, request({"pixels": tensor_proto(1, [1, 700, 700, 3],
                                                                       tensor_content=bytes(700 * 700 * 12))},
                                                     "predict_pixels").SerializeToString()),
         "good": lambda: (predict_path, request().SerializeToString()),

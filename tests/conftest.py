@@ -96,3 +96,13 @@ def image_folder(dogs_dir, tmp_path_factory) -> Folder:
         photos=photos,
         source_photo=str(source),
     )
+
+
+def run_main(capsys, *argv):
+    """`python -m ssl_keras.run ARGV` in-process: (exit status, stdout, stderr); never a traceback."""
+    from ssl_keras import run
+
+    rc = run.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return rc, out, err

@@ -98,8 +98,9 @@ def assert_same_predictions(reference: np.ndarray, other: np.ndarray, what: str,
 
 
 @contextlib.contextmanager
-def rest_server(base_path: str, **limits):
-    """`ssl_keras.serve`'s REST app on a free loopback port, in a thread; yields its /v1/models URL.
+def rest_server(base_path: str | None = None, *, app=None, **limits):
+    """`ssl_keras.serve`'s REST app (`app`, or one made for `base_path`) on a free loopback port, in a thread;
+    yields its /v1/models URL.
 
     `limits` go to `serve.create_app` (e.g. max_body_bytes) and `serve.uvicorn_config` (header_seconds,
     body_seconds).
@@ -109,7 +110,8 @@ def rest_server(base_path: str, **limits):
     from ssl_keras import serve
 
     timeouts = {k: limits.pop(k) for k in ("header_seconds", "body_seconds") if k in limits}
-    app = serve.create_app(base_path, MODEL_NAME, poll_seconds=0, **limits)
+    if app is None:
+        app = serve.create_app(base_path, MODEL_NAME, poll_seconds=0, **limits)
     server = uvicorn.Server(serve.uvicorn_config(app, port=0, **timeouts))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

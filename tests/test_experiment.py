@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import run_main
 from PIL import Image
 
 from ssl_keras import config as config_lib
@@ -20,11 +21,7 @@ def _work_in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-def _main(capsys, *argv):
-    rc = run.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return rc, out, err
+_main = run_main
 
 
 # --- end to end ----------------------------------------------------------------------------------------------

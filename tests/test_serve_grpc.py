@@ -12,32 +12,15 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
-import time
 import urllib.request
 
 import numpy as np
 import pytest
 
-from serving_helpers import MIN_PHOTOS, REPO, assert_same_predictions, decode, exported, keras_probabilities
+from serving_helpers import (MIN_PHOTOS, REPO, assert_same_predictions, decode, exported, keras_probabilities,
+                             rest_server)
 
 LIMITS = dict(max_body_bytes=4 * 2**20, max_values=2**20)  # small, so that "too big" cases stay cheap
-
-
-def _rest_server(app):
-    """uvicorn in a thread on a free loopback port; (server, base URL)."""
-    import uvicorn
-
-    from ssl_keras import serve
-
-    server = uvicorn.Server(serve.uvicorn_config(app, port=0))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started:
-        assert time.time() < deadline and thread.is_alive(), "the REST server did not start"
-        time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/v1/models"
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +40,12 @@ def served(model):
     store = serve.ModelStore(model["base_path"], "dog_breeds")
     grpc_server = serve_grpc.start(store, "127.0.0.1", 0, limits)
     app = serve.create_app(store=store, limits=limits, poll_seconds=0)
-    rest_server, thread, rest = _rest_server(app)
-    channel = grpc.insecure_channel(f"127.0.0.1:{grpc_server.port}")
-    yield {"stub": prediction_service_pb2_grpc.PredictionServiceStub(channel), "channel": channel, "rest": rest,
-           "status_stub": model_service_pb2_grpc.ModelServiceStub(channel), "store": store, "app": app}
-    channel.close()
-    grpc_server.stop(0)
-    rest_server.should_exit = True
-    thread.join(10)
+    with rest_server(app=app) as rest:
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_server.port}")
+        yield {"stub": prediction_service_pb2_grpc.PredictionServiceStub(channel), "channel": channel, "rest": rest,
+               "status_stub": model_service_pb2_grpc.ModelServiceStub(channel), "store": store, "app": app}
+        channel.close()
+        grpc_server.stop(0)
 
 
 def predict_request(inputs: dict, name="dog_breeds", signature="", version=None, label=None, output_filter=()):
@@ -208,17 +189,9 @@ def test_unknown_models_and_versions_are_not_found(served, spec, words):
 
 
 def _tensor(dtype, dims, **fields):
-    from tensorflow.core.framework import tensor_pb2
+    from conftest import load_benchmark
 
-    t = tensor_pb2.TensorProto(dtype=dtype)
-    for d in dims:
-        t.tensor_shape.dim.add().size = d
-    for key, value in fields.items():
-        if isinstance(value, bytes):
-            setattr(t, key, value)
-        else:
-            getattr(t, key).extend(value)
-    return t
+    return load_benchmark("bench_serving_fuzz").tensor_proto(dtype, dims, **fields)
 
 
 PIXELS = "predict_pixels"
@@ -315,21 +288,19 @@ def test_rest_and_grpc_share_one_model_store(model, tmp_path):
     shutil.copytree(model["base_path"], base)
     store = serve.ModelStore(str(base), "dog_breeds")
     grpc_server = serve_grpc.start(store, "127.0.0.1", 0)
-    rest_server, thread, rest = _rest_server(serve.create_app(store=store, poll_seconds=0))
     try:
-        shutil.copytree(base / "1", tmp_path / "tmp-version")
-        os.rename(tmp_path / "tmp-version", base / "2")
-        store.refresh()
-        stub = model_service_pb2_grpc.ModelServiceStub(grpc.insecure_channel(f"127.0.0.1:{grpc_server.port}"))
-        request = get_model_status_pb2.GetModelStatusRequest()
-        request.model_spec.name = "dog_breeds"
-        assert [s.version for s in stub.GetModelStatus(request, timeout=60).model_version_status] == [2]
-        with urllib.request.urlopen(f"{rest}/dog_breeds") as r:
-            assert json.loads(r.read())["model_version_status"][0]["version"] == "2"
+        with rest_server(app=serve.create_app(store=store, poll_seconds=0)) as rest:
+            shutil.copytree(base / "1", tmp_path / "tmp-version")
+            os.rename(tmp_path / "tmp-version", base / "2")
+            store.refresh()
+            stub = model_service_pb2_grpc.ModelServiceStub(grpc.insecure_channel(f"127.0.0.1:{grpc_server.port}"))
+            request = get_model_status_pb2.GetModelStatusRequest()
+            request.model_spec.name = "dog_breeds"
+            assert [s.version for s in stub.GetModelStatus(request, timeout=60).model_version_status] == [2]
+            with urllib.request.urlopen(f"{rest}/dog_breeds") as r:
+                assert json.loads(r.read())["model_version_status"][0]["version"] == "2"
     finally:
         grpc_server.stop(0)
-        rest_server.should_exit = True
-        thread.join(10)
 
 
 @pytest.mark.slow
