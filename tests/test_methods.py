@@ -244,3 +244,20 @@ def test_mixup_blends_photos_and_targets_with_the_same_weight():
     # every pixel of a mixed photo is the same blend of the two photos as its target
     blended = mixed_p @ np.array([0.0, 100.0, 200.0, 250.0], "float32")
     np.testing.assert_allclose(mixed_x[:, 0, 0, 0], blended, rtol=1e-5, atol=1e-3)
+
+
+def test_the_consistency_views_do_not_move_batchnorm_statistics():
+    """Strongly augmented batches have other statistics than photos: only the labelled batch updates BatchNorm's
+    moving averages, although the trainer runs in training mode."""
+    classifier = models.build_classifier(CFG, S, 3)
+    trainer = models.build_trainer(classifier, CFG, S, consistency=True)
+    bn = classifier.get_layer("backbone").get_layer("block1_bn1")
+    labelled = tf.constant(_pixels(4))
+    moved = []
+    for value in (0.0, 200.0):
+        bn.moving_mean.assign(np.zeros(bn.moving_mean.shape, "float32"))
+        views = tf.fill((4, S, S, 3), value)
+        trainer({"labelled": labelled, "weak": views, "strong": views}, training=True)
+        moved.append(np.asarray(bn.moving_mean))
+    np.testing.assert_array_equal(moved[0], moved[1])
+    assert np.abs(moved[0]).max() > 0  # ... and the labelled batch does move them
