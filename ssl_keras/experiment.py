@@ -326,6 +326,7 @@ def fixmatch(run: Run) -> dict:
             model, cfg.model, d.image_size, len(run.classes), mc,
             run.labelled("labelled", training=True, stage=mc.train, repeat=True), unlabelled, run.labelled("val"),
             steps_per_epoch=math.ceil(len(run.pool) / (mc.ratio * d.batch_size)), stage_dir=stage_dir,
+            photos=data.unlabelled_dataset(run.source, run.pool, d.image_size, d.batch_size, seed=cfg.seed + 1),
             seed=cfg.seed, resume=run.resume, verbose=run.verbose, log=run.log)
 
     freeze = "none" if mc.init == "scratch" else _method_freeze(cfg)

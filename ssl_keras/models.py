@@ -132,21 +132,6 @@ class StopGradient(keras.layers.Layer):
         return keras.ops.stop_gradient(x)
 
 
-class InferenceMode(keras.layers.Layer):
-    """Calls `layer` in inference mode, whatever mode the model around it runs in.
-
-    Keras' functional models pass their own `training` flag to every layer that takes one,
-    over a `training=False` given when the graph was built; this layer takes no flag.
-    """
-
-    def __init__(self, layer, **kwargs):
-        super().__init__(**kwargs)
-        self.layer = layer
-
-    def call(self, x):
-        return self.layer(x, training=False)
-
-
 def build_trainer(classifier, model_cfg, image_size, *, rotation=False, consistency=False):
     """A model that trains `classifier` (sharing its layers) with the semi-supervised losses.
 
@@ -155,8 +140,7 @@ def build_trainer(classifier, model_cfg, image_size, *, rotation=False, consiste
       - with `rotation`: `rotated` (R, S, S, 3) -> `rotation` (R, 4), a rotation head (named as in
         `build_rotation_model`, so a pretext model's head can be copied in) on the shared backbone;
       - with `consistency`: `weak` and `strong` (U, S, S, 3) -> `consistency` (U, 2C), the
-        classifier's probabilities on both views side by side, both in inference mode (BatchNorm's
-        moving statistics, no dropout), the weak ones without gradient.
+        classifier's probabilities on both views side by side, the weak ones without gradient.
 
     Only `classifier` is ever saved: the trainer is the training-time wrapper around it.
     """
@@ -173,13 +157,10 @@ def build_trainer(classifier, model_cfg, image_size, *, rotation=False, consiste
     if consistency:
         inputs["weak"] = keras.Input(shape, name="weak")
         inputs["strong"] = keras.Input(shape, name="strong")
-        # Both views run the classifier in inference mode: BatchNorm normalises them with its moving
-        # statistics and does not update them. Strongly augmented batches (solarised, equalised, cut out)
-        # have other statistics than photos; updating the moving averages with them cost 5 points of
-        # validation accuracy within two epochs, with the consistency loss weighted 0 (docs/experiments.md).
-        # The weak view is the pseudo-label: no gradient.
-        inference = InferenceMode(classifier, name="classifier_inference")
-        weak = StopGradient(name="pseudo_label")(inference(inputs["weak"]))
-        strong = inference(inputs["strong"])
+        # Both views run in training mode (BatchNorm normalises each batch by its own statistics; the
+        # moving averages they drag are re-estimated on photos before each validation, see
+        # `train.recalibrate_batchnorm`). The weak view is the pseudo-label: no gradient.
+        weak = StopGradient(name="pseudo_label")(classifier(inputs["weak"]))
+        strong = classifier(inputs["strong"])
         outputs["consistency"] = keras.layers.Concatenate(name="consistency")([weak, strong])
     return keras.Model(inputs, outputs, name="trainer")

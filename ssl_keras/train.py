@@ -70,11 +70,14 @@ class Checkpointer(keras.callbacks.Callback):
         val_ds: batches of (pixels, class index) to score `keep` on after each epoch.
         patience: stop after this many epochs without a better `val_accuracy` (0: never).
         resume: restore the committed state of an earlier, interrupted fit.
+        before_validation: called with `keep` after each epoch, before it is validated and saved
+            (e.g. `recalibrate_batchnorm`).
     """
 
-    def __init__(self, stage_dir, keep, val_ds, patience=0, resume=False, log=print):
+    def __init__(self, stage_dir, keep, val_ds, patience=0, resume=False, log=print, before_validation=None):
         super().__init__()
         self.dir, self.keep, self.val_ds, self.patience, self.log = stage_dir, keep, val_ds, patience, log
+        self.before_validation = before_validation
         self.backup = os.path.join(stage_dir, "backup")
         self.history: dict[str, list[float]] = {}
         self.best = {"epoch": -1, "val_accuracy": float("-inf")}
@@ -148,6 +151,8 @@ class Checkpointer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
+        if self.before_validation is not None:
+            self.before_validation(self.keep)
         logs.update(validate(self.keep, self.val_ds))
         for name in ("breed_accuracy", "categorical_accuracy", "breed_categorical_accuracy"):  # a trainer's breed head
             if "accuracy" not in logs and name in logs:
@@ -178,6 +183,18 @@ class Checkpointer(keras.callbacks.Callback):
                 os.remove(os.path.join(self.backup, old))
 
 
+def recalibrate_batchnorm(model, batches, steps: int = 50) -> None:
+    """Re-estimates the moving statistics of `model`'s BatchNorm layers on `steps` batches of `batches`.
+
+    Runs the model in training mode without gradients: each trainable BatchNorm layer moves its
+    averages towards the statistics of these batches (momentum 0.9: after 50 batches the old values
+    weigh 0.5 %). For a trainer whose extra views (strongly augmented photos) have other statistics
+    than the photos the model is used on ("precise BN", Wu & Johnson 2021).
+    """
+    for x in batches.take(steps):
+        model(x[0] if isinstance(x, tuple) else x, training=True)
+
+
 def validate(model, dataset) -> dict[str, float]:
     """`val_accuracy` and `val_loss` (cross-entropy) of a classifier on batches of (pixels, class index)."""
     correct = n = 0
@@ -201,7 +218,7 @@ def compile_model(model, stage, steps_per_epoch: int, loss="sparse_categorical_c
 
 def fit(model, train_ds, val_ds, stage, stage_dir: str, *, steps_per_epoch: int, resume: bool = False,
         keep=None, loss="sparse_categorical_crossentropy", loss_weights=None, metrics=("accuracy",),
-        verbose=1, log=print) -> dict[str, list[float]]:
+        verbose=1, log=print, before_validation=None) -> dict[str, list[float]]:
     """Fits `model` for one stage, keeping the best and final models of `keep` in `stage_dir`.
 
     Args:
@@ -216,6 +233,7 @@ def fit(model, train_ds, val_ds, stage, stage_dir: str, *, steps_per_epoch: int,
         loss, loss_weights, metrics: as `model.compile` takes them (keyed by output name for
             a model with several outputs).
         verbose: Keras progress output (1 = progress bar, 2 = a line an epoch).
+        before_validation: called with `keep` after each epoch, before it is validated.
 
     Returns:
         The history of the whole stage (resumed epochs included), as columns.
@@ -223,7 +241,7 @@ def fit(model, train_ds, val_ds, stage, stage_dir: str, *, steps_per_epoch: int,
     os.makedirs(stage_dir, exist_ok=True)
     keep = model if keep is None else keep
     compile_model(model, stage, steps_per_epoch, loss, loss_weights, metrics)
-    checkpointer = Checkpointer(stage_dir, keep, val_ds, stage.patience, resume, log)
+    checkpointer = Checkpointer(stage_dir, keep, val_ds, stage.patience, resume, log, before_validation)
     checkpointer.set_model(model)
     done = checkpointer.restore() if resume else 0
     if not checkpointer.done and done < stage.epochs:

@@ -246,18 +246,23 @@ def test_mixup_blends_photos_and_targets_with_the_same_weight():
     np.testing.assert_allclose(mixed_x[:, 0, 0, 0], blended, rtol=1e-5, atol=1e-3)
 
 
-def test_the_consistency_views_do_not_move_batchnorm_statistics():
-    """Strongly augmented batches have other statistics than photos: only the labelled batch updates BatchNorm's
-    moving averages, although the trainer runs in training mode."""
-    classifier = models.build_classifier(CFG, S, 3)
-    trainer = models.build_trainer(classifier, CFG, S, consistency=True)
-    bn = classifier.get_layer("backbone").get_layer("block1_bn1")
-    labelled = tf.constant(_pixels(4))
-    moved = []
-    for value in (0.0, 200.0):
-        bn.moving_mean.assign(np.zeros(bn.moving_mean.shape, "float32"))
-        views = tf.fill((4, S, S, 3), value)
-        trainer({"labelled": labelled, "weak": views, "strong": views}, training=True)
-        moved.append(np.asarray(bn.moving_mean))
-    np.testing.assert_array_equal(moved[0], moved[1])
-    assert np.abs(moved[0]).max() > 0  # ... and the labelled batch does move them
+def test_batchnorm_statistics_dragged_by_strong_views_are_re_estimated_on_photos():
+    """Strongly augmented batches move BatchNorm's moving averages away from what photos give; before each
+    validation FixMatch re-estimates them on photos, so that only the photos' statistics remain."""
+    photos = tf.data.Dataset.from_tensors(tf.constant(_pixels(8))).repeat()
+    stats = []
+    for strong_value in (None, 255.0):
+        keras.utils.set_random_seed(0)
+        classifier = models.build_classifier(CFG, S, 3)
+        if strong_value is not None:
+            trainer = models.build_trainer(classifier, CFG, S, consistency=True)
+            views = tf.fill((8, S, S, 3), strong_value)
+            for _ in range(5):
+                trainer({"labelled": tf.constant(_pixels(8)), "weak": views, "strong": views}, training=True)
+        bn = classifier.get_layer("backbone").get_layer("block1_bn1")
+        dragged = np.asarray(bn.moving_mean).copy()
+        train.recalibrate_batchnorm(classifier, photos, steps=60)
+        stats.append((dragged, np.asarray(bn.moving_mean)))
+    (_, clean), (dragged, recalibrated) = stats
+    assert np.abs(dragged - clean).max() > 10 * np.abs(recalibrated - clean).max()
+    np.testing.assert_allclose(recalibrated, clean, atol=0.01 * np.abs(clean).max())

@@ -67,7 +67,7 @@ def dataset(labelled, unlabelled, strong_ops: int, strong_factor: float, seed: i
 
 
 def train_classifier(classifier, model_cfg, image_size, num_classes, method_cfg, labelled, unlabelled, val, *,
-                     steps_per_epoch, stage_dir, seed=0, resume=False, verbose=1, log=print) -> dict:
+                     steps_per_epoch, stage_dir, photos=None, seed=0, resume=False, verbose=1, log=print) -> dict:
     """Trains `classifier` with FixMatch's two losses; keeps its best and final epochs in `stage_dir`.
 
     Args:
@@ -77,6 +77,9 @@ def train_classifier(classifier, model_cfg, image_size, num_classes, method_cfg,
         labelled: endless batches of (pixels, class index), weakly augmented.
         unlabelled: endless batches of `ratio` x the labelled batch size of pixels, not augmented.
         val: batches of (pixels, class index) that pick the best epoch.
+        photos: endless batches of photos (not augmented) on which BatchNorm's moving statistics are
+            re-estimated before each validation: the strongly augmented views drag them away from
+            what photos look like (`train.recalibrate_batchnorm`).
 
     Returns:
         The stage's history, as columns (`consistency_confident`: the fraction above the threshold).
@@ -89,4 +92,5 @@ def train_classifier(classifier, model_cfg, image_size, num_classes, method_cfg,
                      loss_weights={"breed": 1.0, "consistency": method_cfg.weight},
                      metrics={"breed": ["accuracy"],
                               "consistency": [ConfidentFraction(method_cfg.threshold, num_classes)]},
-                     verbose=verbose, log=log)
+                     verbose=verbose, log=log,
+                     before_validation=None if photos is None else lambda m: train.recalibrate_batchnorm(m, photos))
