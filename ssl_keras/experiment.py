@@ -160,6 +160,15 @@ def finetune(run: Run) -> dict:
 # --- the semi-supervised methods ---------------------------------------------------------------------------------
 
 
+def _photos(run: Run):
+    """Endless batches of the unlabelled pool's photos as they are (no augmentation): what BatchNorm's moving
+    statistics are re-estimated on before a method's classifier is validated."""
+    from ssl_keras import data
+
+    d = run.cfg.data
+    return data.unlabelled_dataset(run.source, run.pool, d.image_size, d.batch_size, seed=run.cfg.seed + 1)
+
+
 def _method_freeze(cfg) -> str:
     """Blocks frozen when a method starts from trained weights: as fine-tuning does (nothing, for `all`)."""
     return "none" if cfg.freeze == "all" else cfg.freeze
@@ -186,7 +195,8 @@ def rotation_aux(run: Run) -> dict:
                 model, cfg.model, d.image_size, mc, run.labelled("labelled", training=True, stage=mc.train,
                                                                  repeat=True),
                 unlabelled, run.labelled("val"), steps_per_epoch=math.ceil(len(run.split["labelled"]) / d.batch_size),
-                stage_dir=stage_dir, pretext=pretext_model, resume=run.resume, verbose=run.verbose, log=run.log)
+                stage_dir=stage_dir, pretext=pretext_model, photos=_photos(run), resume=run.resume,
+                verbose=run.verbose, log=run.log)
 
         out[name] = _classifier_stage(run, name, start, _method_freeze(cfg) if start == "pretext" else "none", fit,
                                       pretext=pretext_model, rotation_weight=mc.weight)
@@ -243,8 +253,8 @@ def self_training(run: Run) -> dict:
                                      mixup_alpha=mc.mixup)
             steps = math.ceil((len(lab_keys) + len(chosen["keys"])) / d.batch_size)
             return method.train_student(model, cfg.model, d.image_size, mc, batches, run.labelled("val"),
-                                        steps_per_epoch=steps, stage_dir=stage_dir, resume=run.resume,
-                                        verbose=run.verbose, log=run.log)
+                                        steps_per_epoch=steps, stage_dir=stage_dir, photos=_photos(run),
+                                        resume=run.resume, verbose=run.verbose, log=run.log)
 
         freeze = "none" if mc.init == "scratch" else _method_freeze(cfg)
         stage = _classifier_stage(run, name, mc.init, freeze, fit, pretext=pretext_model,
@@ -326,8 +336,7 @@ def fixmatch(run: Run) -> dict:
             model, cfg.model, d.image_size, len(run.classes), mc,
             run.labelled("labelled", training=True, stage=mc.train, repeat=True), unlabelled, run.labelled("val"),
             steps_per_epoch=math.ceil(len(run.pool) / (mc.ratio * d.batch_size)), stage_dir=stage_dir,
-            photos=data.unlabelled_dataset(run.source, run.pool, d.image_size, d.batch_size, seed=cfg.seed + 1),
-            seed=cfg.seed, resume=run.resume, verbose=run.verbose, log=run.log)
+            photos=_photos(run), seed=cfg.seed, resume=run.resume, verbose=run.verbose, log=run.log)
 
     freeze = "none" if mc.init == "scratch" else _method_freeze(cfg)
     return _classifier_stage(run, "fixmatch", mc.init, freeze, fit,

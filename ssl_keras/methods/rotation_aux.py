@@ -30,7 +30,7 @@ def dataset(labelled, unlabelled):
 
 
 def train_classifier(classifier, model_cfg, image_size, method_cfg, labelled, unlabelled, val, *, steps_per_epoch,
-                     stage_dir, pretext=None, resume=False, verbose=1, log=print) -> dict:
+                     stage_dir, pretext=None, photos=None, resume=False, verbose=1, log=print) -> dict:
     """Trains `classifier` with the breed and rotation losses; keeps its best and final epochs in `stage_dir`.
 
     Args:
@@ -45,6 +45,9 @@ def train_classifier(classifier, model_cfg, image_size, method_cfg, labelled, un
         steps_per_epoch: steps in one epoch.
         stage_dir: where the stage's files go.
         pretext: the rotation model whose head starts the rotation head (None: a fresh head).
+        photos: endless batches of upright photos on which BatchNorm's moving statistics are re-estimated
+            before each validation (the rotated views, 8x the labelled batch, drag them;
+            `train.recalibrate_batchnorm`).
 
     Returns:
         The stage's history, as columns.
@@ -56,4 +59,5 @@ def train_classifier(classifier, model_cfg, image_size, method_cfg, labelled, un
                      steps_per_epoch=steps_per_epoch, resume=resume, keep=classifier,
                      loss={"breed": "sparse_categorical_crossentropy", "rotation": "sparse_categorical_crossentropy"},
                      loss_weights={"breed": 1.0, "rotation": method_cfg.weight},
-                     metrics={"breed": ["accuracy"], "rotation": ["accuracy"]}, verbose=verbose, log=log)
+                     metrics={"breed": ["accuracy"], "rotation": ["accuracy"]}, verbose=verbose, log=log,
+                     before_validation=None if photos is None else lambda m: train.recalibrate_batchnorm(m, photos))
