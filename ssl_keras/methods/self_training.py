@@ -94,13 +94,15 @@ def pseudo_label_report(keys, probs, chosen, classes, true_class) -> dict:
     }
 
 
-def mixup(x, p, alpha: float, seed: int):
+def mixup(x, p, alpha: float, g):
     """MixUp (Zhang et al. 2018) within a batch: each photo and its target blended with another's,
-    by a weight drawn from Beta(alpha, alpha) per photo (the larger weight on the photo itself)."""
+    by a weight drawn from Beta(alpha, alpha) per photo (the larger weight on the photo itself).
+
+    `g` is a `tf.random.Generator`, made outside any `tf.data` function.
+    """
     import tensorflow as tf
 
     n = tf.shape(x)[0]
-    g = tf.random.Generator.from_seed(seed)
     seeds = g.make_seeds(2)  # fresh seeds for every batch
     a = tf.random.stateless_gamma([n], seeds[:, 0], alpha)
     b = tf.random.stateless_gamma([n], seeds[:, 1], alpha)
@@ -127,7 +129,8 @@ def dataset(labelled, pseudo, labelled_fraction: float, batch_size: int, augment
     if augment is not None:
         ds = ds.map(lambda x, p: (augment(x, training=True), p), num_parallel_calls=tf.data.AUTOTUNE)
     if mixup_alpha:
-        ds = ds.map(lambda x, p: mixup(x, p, mixup_alpha, seed), num_parallel_calls=tf.data.AUTOTUNE)
+        g = tf.random.Generator.from_seed(seed)
+        ds = ds.map(lambda x, p: mixup(x, p, mixup_alpha, g), num_parallel_calls=tf.data.AUTOTUNE)
 
     def to_trainer(x, p):
         if not rotation:
