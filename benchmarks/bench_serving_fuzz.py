@@ -309,7 +309,8 @@ def grpc_fuzz_cases(seed: int, n: int, photo: bytes) -> list[tuple[str, str, byt
         pixels = lambda dtype=1, **fields: ({"pixels": tensor_proto(dtype, **fields)}, "predict_pixels")  # DT_FLOAT
         odd_float = rng.choice([float("nan"), float("inf"), -float("inf"), 3.4e38, -3.4e38, 0.0, 255.0, 1e-45])
         return rng.choice([
-            lambda: ({"image_bytes": tensor_proto(rng.choice([1, 3, 9, 10, 19, 999, -5, 0]), [1], float_val=[1.0])}, ""),
+            lambda: ({"image_bytes": tensor_proto(rng.choice([1, 3, 9, 10, 19, 999, -5, 0]), [1], float_val=[1.0])},
+                     ""),
             lambda: photos(dims=[rng.choice([-1, -2**40, 2**40, 2**62])], string_val=[photo]),
             lambda: photos(dims=rng.choice([[], [1, 1], [3], [0]]), string_val=[photo]),
             lambda: photos(dims=[1], string_val=[photo, photo]),
@@ -324,7 +325,8 @@ def grpc_fuzz_cases(seed: int, n: int, photo: bytes) -> list[tuple[str, str, byt
             lambda: pixels(dims=[1, 2**20, 2**20, 3], float_val=[1.0]),
             lambda: pixels(2, dims=[1, 4, 4, 3], double_val=[1.0]),
             lambda: pixels(19, dims=[1, 4, 4, 3], half_val=[rng.randrange(65536)]),
-            lambda: ({"pixels": tensor_proto(1, [1, 4, 4, 3], float_val=[1.0]), "extra": tensor_proto(1, [1], float_val=[1.0])},
+            lambda: ({"pixels": tensor_proto(1, [1, 4, 4, 3], float_val=[1.0]),
+                      "extra": tensor_proto(1, [1], float_val=[1.0])},
                      "predict_pixels"),
             lambda: ({"nope": tensor_proto(7, [1], string_val=[photo])}, ""),
             lambda: ({}, ""),

@@ -109,7 +109,8 @@ def main(argv=None) -> int:
              "| op type | ms a step | share of op time |", "|---|---:|---:|"]
     for name, us in sorted(totals.items(), key=lambda kv: -kv[1])[:20]:
         lines.append(f"| {name} | {us / 1000 / args.steps:.2f} | {100 * us / summed:.1f}% |")
-    lines += ["", f"Command: `python benchmarks/profile_step.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
+    command = " ".join(argv if argv is not None else sys.argv[1:])
+    lines += ["", f"Command: `python benchmarks/profile_step.py {command}`",
               f"Machine: {machine()}."]
     write_table(lines, args.out)
     return 0

@@ -89,12 +89,15 @@ def mean_std(vals) -> tuple[float, float]:
     return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
 
 
-def row(label: str, fractions, points=False) -> str:
-    """A table row: `label`, mean ± std, the range (min to max) and the per-seed values, in %, or in points."""
+def row(label: str, fractions, points=False, val=None) -> str:
+    """A table row: `label`, [the mean of `val`,] mean ± std, the range (min to max) and the per-seed values, in %,
+    or in points."""
     scale = 100
     mean, std = mean_std([scale * v for v in fractions])
     per_seed = ", ".join(f"{scale * v:+.1f}" if points else f"{scale * v:.1f}" for v in fractions)
     lo, hi = min(fractions) * scale, max(fractions) * scale
+    if val is not None:
+        label += f" | {100 * statistics.mean(val):.1f}" if val else " | -"
     if points:
         return f"| {label} | {mean:+.1f} ± {std:.1f} | {lo:+.1f} to {hi:+.1f} | {per_seed} |"
     return f"| {label} | {mean:.1f} ± {std:.1f} % | {lo:.1f} to {hi:.1f} | {per_seed} |"
@@ -114,17 +117,20 @@ def table(reports, args, name) -> tuple[list[str], dict]:
         f"({c['labelled'] // len(r0['classes'])} per class), {c['val']} validation photos, {c['test']} test photos, "
         f"{c['unlabelled'] + c['unlabelled_val']} unlabelled photos.",
         "",
-        "| classifier | test accuracy, mean ± std | range over seeds | per seed |",
-        "|---|---|---|---|",
+        "| classifier | val (last 5 epochs), mean | test accuracy, mean ± std | range over seeds | per seed |",
+        "|---|---:|---|---|---|",
     ]
     bars = {}
     for e in entries:
         vals = [r[e.key]["test_accuracy"] for r in reports]
-        lines.append(row(e.label, vals))
+        lines.append(row(e.label, vals, val=[r[e.key].get("val_accuracy_last", r[e.key]["val_accuracy"])
+                                             for r in reports]))
         bars[e.label] = tuple(v / 100 for v in mean_std([100 * v for v in vals]))
     if all(r.get("best") for r in reports):
-        lines.append(row("**picked by validation accuracy**", [r["best"]["test_accuracy"] for r in reports]))
-    lines.append(row("rotation task (validation accuracy)", [r["pretext"]["val_accuracy"] for r in reports]))
+        lines.append(row("**picked by validation accuracy**", [r["best"]["test_accuracy"] for r in reports],
+                         val=[r["best"].get("val_accuracy_last", r["best"]["val_accuracy"]) for r in reports]))
+    lines.append(row("rotation task (accuracy on its own validation photos)",
+                     [r["pretext"]["val_accuracy"] for r in reports], val=[]))
     lines += ["", "Minus the baseline, in points (what one run can show: the range):", "",
               "| classifier | gain, mean ± std | range over seeds | per seed |", "|---|---|---|---|"]
     for e in entries[1:]:
@@ -133,9 +139,10 @@ def table(reports, args, name) -> tuple[list[str], dict]:
     if all(r.get("best") for r in reports):
         lines.append(row("**picked by validation accuracy**",
                          [r["best"]["test_accuracy"] - r["baseline"]["test_accuracy"] for r in reports], points=True))
-        lines += ["", "Picked by validation accuracy, per seed: " + "; ".join(
-            f"seed {r['seed']}: {r['best']['label']} (val {100 * r['best']['val_accuracy']:.1f} %)" for r in reports)
-            + "."]
+        picked = [(r["seed"], r["best"]["label"], r["best"].get("val_accuracy_last", r["best"]["val_accuracy"]))
+                  for r in reports]
+        lines += ["", "Picked by validation accuracy (last 5 epochs), per seed: "
+                  + "; ".join(f"seed {seed}: {label} ({100 * val:.1f} %)" for seed, label, val in picked) + "."]
     for r in reports:
         for rnd in r.get("self_training", {}).get("rounds", []):
             prec = rnd["in_class_precision"]

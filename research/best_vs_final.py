@@ -62,7 +62,8 @@ def main(argv=None) -> int:
                 g["best"].append(100 * (best - acc["baseline"][0]))
                 g["final"].append(100 * (final - acc["baseline"][1]))
     if gaps:
-        lines += ["", "| classifier | minus baseline, best checkpoints | minus baseline, last epochs |", "|---|---|---|"]
+        lines += ["", "| classifier | minus baseline, best checkpoints | minus baseline, last epochs |",
+                  "|---|---|---|"]
         for name, g in gaps.items():
             lines.append(f"| {name} | {statistics.mean(g['best']):+.1f} | {statistics.mean(g['final']):+.1f} |")
     lines += ["", f"Command: `python research/best_vs_final.py {shlex.join(sys.argv[1:] if argv is None else argv)}`"]

@@ -41,8 +41,8 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{args.target}: {', '.join(args.stages)} copied from {args.source}. Continue with: python -m ssl_keras.run STAGE "
-          f"--run-dir {args.target} --resume")
+    print(f"{args.target}: {', '.join(args.stages)} copied from {args.source}. "
+          f"Continue with: python -m ssl_keras.run STAGE --run-dir {args.target} --resume")
     return 0
 
 

@@ -23,6 +23,8 @@ def quick() -> Config:
         baseline=StageConfig(epochs=60),
         pretext=StageConfig(epochs=12, translate=0.0, zoom=0.0),
         finetune=StageConfig(epochs=60),
+        method=("pretrain", "fixmatch"),
+        fixmatch=FixMatchConfig(train=StageConfig(epochs=12, learning_rate=3e-4)),  # 15 minutes in all
     )
 
 
@@ -39,6 +41,7 @@ def default() -> Config:
         baseline=StageConfig(epochs=60),
         pretext=StageConfig(epochs=24, translate=0.0, zoom=0.0),
         finetune=StageConfig(epochs=60),
+        method=("pretrain", "fixmatch"),
     )
 
 

@@ -89,7 +89,8 @@ def test_pseudo_labels_carry_no_gradient():
     weights = tf.range(1.0, 4.0)
     with tf.GradientTape(persistent=True) as tape:
         tape.watch([weak, strong])
-        out = trainer({"labelled": tf.constant(_pixels(1)), "weak": weak, "strong": strong}, training=False)["consistency"]
+        views = {"labelled": tf.constant(_pixels(1)), "weak": weak, "strong": strong}
+        out = trainer(views, training=False)["consistency"]
         weak_half, strong_half = tf.reduce_sum(out[:, :3] * weights), tf.reduce_sum(out[:, 3:] * weights)
     assert tape.gradient(weak_half, weak) is None  # the weak view's prediction is a target
     assert float(tf.reduce_max(tf.abs(tape.gradient(strong_half, strong)))) > 0

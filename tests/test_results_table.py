@@ -69,7 +69,8 @@ def test_label_efficiency_makes_the_runs_the_command_line_makes(cli_run, dogs_di
     assert cfg == {**cli_cfg, "data": {**cli_cfg["data"], "data_dir": os.path.abspath(dogs_dir)}}
     assert _stage_dirs(cell) == _stage_dirs(cli_run)
     # One rotation model per seed: trained at the smallest count, the same file at the other.
-    assert (cell / "pretext" / "best.keras").read_bytes() == (work / "seed0" / "L4" / "pretext" / "best.keras").read_bytes()
+    copied = work / "seed0" / "L4" / "pretext" / "best.keras"
+    assert (cell / "pretext" / "best.keras").read_bytes() == copied.read_bytes()
     text = (tmp_path / "out" / "label_efficiency.md").read_text()
     assert "| 4 |" in text and "| 8 |" in text and "baseline labels for SSL, fine-tuned" in text
     assert (tmp_path / "le.png").exists()
