@@ -16,6 +16,7 @@ stage.json.
 from __future__ import annotations
 
 import argparse
+import filecmp
 import os
 import shutil
 import statistics
@@ -79,6 +80,10 @@ def keep(run_dir: str, keep_dir: str) -> None:
             rels += [os.path.join(rel, f) for f in files if f in STAGE_KEEP]
     for rel in rels:
         src = os.path.join(run_dir, rel)
+        top = os.path.join(run_dir, os.path.dirname(os.path.dirname(rel)), os.path.basename(rel))
+        if os.path.basename(os.path.dirname(rel)).startswith("round") and os.path.isfile(top) \
+                and filecmp.cmp(src, top, shallow=False):
+            continue  # the last round's files are also its method's own: stored once
         if os.path.exists(src):
             os.makedirs(os.path.dirname(os.path.join(keep_dir, rel)), exist_ok=True)
             shutil.copy(src, os.path.join(keep_dir, rel))

@@ -43,7 +43,9 @@ def test_results_table_makes_the_runs_the_command_line_makes(cli_run, dogs_dir, 
     table = (tmp_path / "res" / "t" / "table.md").read_text()
     report = json.loads((made / "report.json").read_text())
     base, ssl = 100 * report["baseline"]["test_accuracy"], 100 * report["ssl"]["test_accuracy"]
-    assert f"| baseline (from scratch) | {base:.1f} ± 0.0 % | {base:.1f} to {base:.1f} | {base:.1f} |" in table
+    val = 100 * report["baseline"]["val_accuracy_last"]  # the number choices are made on, beside the test figures
+    assert f"| baseline (from scratch) | {val:.1f} | {base:.1f} ± 0.0 % | {base:.1f} to {base:.1f} | {base:.1f} |" \
+        in table
     assert f"| SSL, fine-tuned | {ssl - base:+.1f} ± 0.0 | {ssl - base:+.1f} to {ssl - base:+.1f} |" in table
     assert f"--preset tiny --seeds 0 --data-dir {dogs_dir} --name t`" in table
     kept = tmp_path / "res" / "t" / "seed0"
