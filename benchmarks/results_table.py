@@ -80,9 +80,9 @@ def keep(run_dir: str, keep_dir: str) -> None:
             rels += [os.path.join(rel, f) for f in files if f in STAGE_KEEP]
     for rel in rels:
         src = os.path.join(run_dir, rel)
-        top = os.path.join(run_dir, os.path.dirname(os.path.dirname(rel)), os.path.basename(rel))
-        if os.path.basename(os.path.dirname(rel)).startswith("round") and os.path.isfile(top) \
-                and filecmp.cmp(src, top, shallow=False):
+        folder = os.path.dirname(rel)
+        own = os.path.join(run_dir, os.path.dirname(folder), os.path.basename(rel))  # the method's file, a level up
+        if os.path.basename(folder).startswith("round") and os.path.isfile(own) and filecmp.cmp(src, own, False):
             continue  # the last round's files are also its method's own: stored once
         if os.path.exists(src):
             os.makedirs(os.path.dirname(os.path.join(keep_dir, rel)), exist_ok=True)
@@ -128,12 +128,11 @@ def table(reports, args, name) -> tuple[list[str], dict]:
     bars = {}
     for e in entries:
         vals = [r[e.key]["test_accuracy"] for r in reports]
-        lines.append(row(e.label, vals, val=[r[e.key].get("val_accuracy_last", r[e.key]["val_accuracy"])
-                                             for r in reports]))
+        lines.append(row(e.label, vals, val=[rundir.val_score(r[e.key]) for r in reports]))
         bars[e.label] = tuple(v / 100 for v in mean_std([100 * v for v in vals]))
     if all(r.get("best") for r in reports):
         lines.append(row("**picked by validation accuracy**", [r["best"]["test_accuracy"] for r in reports],
-                         val=[r["best"].get("val_accuracy_last", r["best"]["val_accuracy"]) for r in reports]))
+                         val=[rundir.val_score(r["best"]) for r in reports]))
     lines.append(row("rotation task (accuracy on its own validation photos)",
                      [r["pretext"]["val_accuracy"] for r in reports], val=[]))
     lines += ["", "Minus the baseline, in points (what one run can show: the range):", "",
@@ -144,8 +143,7 @@ def table(reports, args, name) -> tuple[list[str], dict]:
     if all(r.get("best") for r in reports):
         lines.append(row("**picked by validation accuracy**",
                          [r["best"]["test_accuracy"] - r["baseline"]["test_accuracy"] for r in reports], points=True))
-        picked = [(r["seed"], r["best"]["label"], r["best"].get("val_accuracy_last", r["best"]["val_accuracy"]))
-                  for r in reports]
+        picked = [(r["seed"], r["best"]["label"], rundir.val_score(r["best"])) for r in reports]
         lines += ["", "Picked by validation accuracy (last 5 epochs), per seed: "
                   + "; ".join(f"seed {seed}: {label} ({100 * val:.1f} %)" for seed, label, val in picked) + "."]
     for r in reports:

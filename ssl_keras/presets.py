@@ -6,6 +6,8 @@ A preset is a `Config` (`ssl_keras.config`); the command line starts from one
 
 from __future__ import annotations
 
+import dataclasses
+
 from ssl_keras.config import (Config, DataConfig, FixMatchConfig, ModelConfig, RotationAuxConfig, SelfTrainingConfig,
                               StageConfig)
 
@@ -27,7 +29,7 @@ def quick() -> Config:
         pretext=StageConfig(epochs=12, translate=0.0, zoom=0.0),
         finetune=StageConfig(epochs=60),
         method=("pretrain", "fixmatch"),
-        fixmatch=FixMatchConfig(train=StageConfig(epochs=12, learning_rate=3e-4)),  # 15 minutes in all
+        fixmatch=FixMatchConfig(train=dataclasses.replace(FixMatchConfig().train, epochs=12)),  # 15 minutes in all
     )
 
 
