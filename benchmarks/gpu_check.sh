@@ -10,7 +10,7 @@
 #      copied to the accelerator; prints the devices of its input and outputs (the device-placement log),
 #      and with --trace a JAX profiler trace of a few training steps under $OUT/jax_trace (TensorBoard);
 #   2. photos/s of copy-to-device + rotations alone (the input side of training);
-#   3. photos/s that the rotation model (`ssl_keras.models`) trains at, float32 and mixed_float16,
+#   3. photos/s that the rotation model (`ssl_keras.models`) trains at, float32, mixed_float16 and mixed_bfloat16,
 #      with the rotations made on the device every step;
 # and prints a table (also written to $OUT/gpu_check.md when $OUT is set, else to benchmarks/results/).
 # The `full` preset's accuracy needs the tf.data photo pipeline, so TensorFlow: not measured here.
@@ -31,7 +31,7 @@ import jax
 import keras
 import numpy as np
 
-from ssl_keras import config as config_lib
+from ssl_keras import presets
 from ssl_keras import models, rotations, train
 
 out_dir = sys.argv[1]
@@ -43,7 +43,7 @@ p.add_argument("--trace", action="store_true", help="write a JAX profiler trace 
 args = p.parse_args(sys.argv[2:])
 
 assert keras.backend.backend() == "jax", keras.backend.backend()
-cfg = config_lib.preset(args.preset)
+cfg = presets.preset(args.preset)
 size, batch = cfg.data.image_size, args.batch_size or cfg.data.batch_size
 device = jax.devices()[0]
 lines = [f"# GPU check: preset `{args.preset}`, {size} px, batch {batch} photos = {4 * batch} rotated samples", "",
@@ -90,7 +90,7 @@ rot_rate = 3 * args.steps * batch / rot_s
 rows = [("copy to device + rotations (input side)", "-", rot_rate)]
 print(f"  input side: {rot_rate:,.0f} photos/s", flush=True)
 
-for policy in ("float32", "mixed_float16"):
+for policy in ("float32", "mixed_float16", "mixed_bfloat16"):
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(0)
     model = models.build_rotation_model(cfg.model, size)
