@@ -36,9 +36,13 @@ class DataConfig:
 
     data_dir: str | None = None
     tfds_name: str = "stanford_dogs"
+    unlabelled_dirs: tuple[str, ...] = ()  # your own photos: every photo under these folders is unlabelled
+    val_dir: str | None = None  # with unlabelled_dirs: an ImageFolder of validation photos (else val_fraction)
+    test_dir: str | None = None  # with unlabelled_dirs: an ImageFolder of test photos (else test_fraction)
+    val_fraction: float = 0.2  # with unlabelled_dirs and no val_dir: per class, at least one photo
     classes: tuple[str, ...] = ()
     num_classes: int = 10
-    labels_per_class: int = 57
+    labels_per_class: int = 57  # 0: all (every labelled photo outside validation and test trains)
     val_per_class: int = 20
     test_fraction: float = 0.2
     max_test_per_class: int = 0  # 0: every test photo
@@ -48,14 +52,16 @@ class DataConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "classes", tuple(self.classes))
+        object.__setattr__(self, "unlabelled_dirs", tuple(self.unlabelled_dirs))
+        _check(0.0 < self.val_fraction < 1.0, f"`val_fraction` must be in (0, 1). Received: {self.val_fraction}")
         _check(self.num_classes >= 2, f"`num_classes` must be >= 2. Received: {self.num_classes}")
         _check(
             not self.classes or len(self.classes) >= 2,
             f"`classes` must name at least 2 classes. Received: {list(self.classes)}",
         )
         _check(
-            self.labels_per_class >= 1,
-            f"`labels_per_class` must be >= 1. Received: {self.labels_per_class}",
+            self.labels_per_class >= 0,
+            f"`labels_per_class` must be >= 1, or 0 for all. Received: {self.labels_per_class}",
         )
         _check(self.val_per_class >= 1, f"`val_per_class` must be >= 1. Received: {self.val_per_class}")
         _check(
@@ -242,6 +248,7 @@ class Config:
     finetune: StageConfig = field(default_factory=StageConfig)
     freeze: str = "1"  # RotNet: early blocks transfer best; later ones are retrained
     transfer_blocks: int = 0  # blocks whose pretext weights are copied (0: all); later ones start fresh
+    pretext_from: str | None = None  # a finished rotation model (.keras or run directory) to reuse, not train
     also_frozen: bool = True  # the default run also trains an all-frozen classifier, for comparison
     method: tuple[str, ...] = ("pretrain",)  # pretrain: the article's stages only; others run after them
     rotation_aux: RotationAuxConfig = field(default_factory=RotationAuxConfig)

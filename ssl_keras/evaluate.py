@@ -42,3 +42,25 @@ def predict_image(model, image):
     import numpy as np
 
     return np.asarray(model(image[None].astype("float32"), training=False))[0]
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of an accuracy of `correct` out of `n` photos (95 % for z = 1.96).
+
+    Unlike accuracy ± 1.96 standard errors, it stays inside [0, 1] and is not zero-wide at 0 or n
+    correct, which matters on the few photos of a small validation or test folder.
+    """
+    if n <= 0:
+        return (0.0, 1.0)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
+def scored(accuracy: float | None, n: int) -> dict:
+    """An accuracy on `n` photos with its count and 95 % Wilson interval (report.json's form)."""
+    if accuracy is None:
+        return {"accuracy": None, "photos": n, "interval_95": None}
+    lo, hi = wilson_interval(round(accuracy * n), n)
+    return {"accuracy": accuracy, "photos": n, "interval_95": [lo, hi]}

@@ -19,8 +19,8 @@ import shutil
 import time
 
 from ssl_keras.config import METHODS
-from ssl_keras.rundir import (Run, best_so_far, classifiers, model_path, read_json, trained_before, val_score,
-                              write_json)
+from ssl_keras.rundir import (Run, best_so_far, classifiers, copy_stage, model_path, read_json, trained_before,
+                              val_score, write_json)
 
 # --- the article's stages ----------------------------------------------------------------------------------------
 
@@ -109,6 +109,8 @@ def pretext(run: Run) -> dict:
     if (done := run.stage_done("pretext")) is not None:
         run.log("[pretext] already finished; skipping (--resume).")
         return done
+    if run.cfg.pretext_from:
+        return _reuse_pretext(run, run.cfg.pretext_from)
     cfg, start = run.cfg, time.time()
     strategy = distribute.strategy_for(cfg.strategy)
     d = cfg.data
@@ -134,6 +136,61 @@ def pretext(run: Run) -> dict:
     return run.finish_stage("pretext", start, epochs=len(hist.get("loss", [])),
                             best_val_accuracy=max(hist.get("val_accuracy", [0.0])), best_epoch=best,
                             val_accuracy_last=train.last_epochs_mean(hist), samples_per_epoch=4 * len(keys))
+
+
+def pretext_file(source: str) -> str:
+    """The rotation model `--pretext-from` names: a .keras file, or a run directory's `pretext/best.keras`."""
+    path = os.path.join(source, "pretext", "best.keras") if os.path.isdir(source) else source
+    if not os.path.isfile(path):
+        raise ValueError(f"--pretext-from {source!r} is neither a .keras rotation model nor a run directory with a "
+                         f"finished pretext stage (no {path!r}).")
+    return path
+
+
+def check_pretext_model(cfg, source: str) -> None:
+    """ValueError naming what differs unless `source` holds a rotation model this config's classifiers can use."""
+    from ssl_keras import models
+
+    path = pretext_file(source)
+    try:
+        model = models.load(path)
+    except Exception as e:  # Keras raises many types for a file that is not a model
+        raise ValueError(f"--pretext-from {source!r}: {path!r} is not a Keras model this version loads ({e}).") \
+            from None
+    names = [layer.name for layer in model.layers]
+    if "backbone" not in names or "rotation" not in names or model.get_layer("rotation").units != 4:
+        raise ValueError(f"--pretext-from {source!r}: {path!r} is not a rotation model (expected a `backbone` and a "
+                         f"4-way `rotation` output; it has layers {names}).")
+    theirs, ours = model.get_layer("backbone"), models.build_backbone(
+        cfg.model.filters, cfg.model.convs_per_block, cfg.data.image_size, cfg.model.bn_momentum)
+    size = theirs.get_layer("resize").get_config()["height"]
+    if size != cfg.data.image_size:
+        raise ValueError(f"--pretext-from {source!r} was trained at image size {size} px; this run's is "
+                         f"{cfg.data.image_size} px. Use --image-size {size} or another rotation model.")
+    shapes = lambda m: [(w.path.split("/", 1)[-1], tuple(w.shape)) for w in m.weights]  # noqa: E731
+    if shapes(theirs) != shapes(ours):
+        diff = [f"{a} != {b}" for a, b in zip(shapes(theirs), shapes(ours)) if a != b] or \
+            [f"{len(theirs.weights)} weight tensors != {len(ours.weights)}"]
+        raise ValueError(f"--pretext-from {source!r} has another backbone than this run's model config "
+                         f"(filters {list(cfg.model.filters)}, {cfg.model.convs_per_block} conv(s) a block): "
+                         f"{'; '.join(diff[:3])}.")
+
+
+def _reuse_pretext(run: Run, source: str) -> dict:
+    """The pretext stage from a finished rotation model (`--pretext-from`): copied, not trained."""
+    start, path = time.time(), pretext_file(source)
+    if os.path.isdir(source):
+        copy_stage(source, run, "pretext")
+        info = run.stage_info("pretext")
+    else:
+        os.makedirs(run.path("pretext"), exist_ok=True)
+        shutil.copyfile(path, run.path("pretext", "best.keras.tmp"))
+        os.replace(run.path("pretext", "best.keras.tmp"), run.path("pretext", "best.keras"))
+        info = {"epochs": 0}
+    info.update(pretext_from=os.path.abspath(path), copy_s=round(time.time() - start, 1))
+    write_json(run.path("pretext", "stage.json"), info)
+    run.log(f"\n[pretext] reused the rotation model {path} (--pretext-from); not trained here")
+    return info
 
 
 def _pretext_model(run: Run):
@@ -435,6 +492,24 @@ def export(run: Run, model_arg=None, export_dir="export", model_name="dog_breeds
 
 
 # --- running stages ----------------------------------------------------------------------------------------------
+
+
+def check_inputs(cfg) -> None:
+    """Your own photos' folders and `--pretext-from`, checked before anything is written or trained.
+
+    Raises:
+        ValueError: naming the folder, class or model at fault and what was expected.
+    """
+    d = cfg.data
+    if d.unlabelled_dirs:
+        from ssl_keras import sources, split
+
+        records = sources.open_source(d).records()
+        labelled = [r for r in records if r.label is not None]
+        classes = split.choose_classes(labelled, d.classes, len({r.label for r in labelled}))
+        split.check_folder_classes(labelled, classes)
+    if cfg.pretext_from:
+        check_pretext_model(cfg, cfg.pretext_from)
 
 
 def prepare(cfg) -> None:

@@ -293,7 +293,7 @@ def tfjs_predict(model_dir: str, images) -> tuple[np.ndarray, float]:
                 f.write(np.ascontiguousarray(image, np.float32).tobytes())
         with open(shapes, "w") as f:
             json.dump([list(np.shape(image)[:2]) for image in images], f)
-        result = subprocess.run([node, NODE_PREDICT, model_dir, pixels, shapes, out],
+        result = subprocess.run([node, NODE_PREDICT, os.path.abspath(model_dir), pixels, shapes, out],
                                 capture_output=True, text=True, cwd=REPO_ROOT)
         if result.returncode != 0:
             raise ValueError(f"TF.js prediction in Node failed for model {model_dir!r}:\n{result.stderr[-2000:]}")

@@ -47,23 +47,33 @@ def rotations(images, labels, angles, path: str):
     return _save(fig, path)
 
 
-def comparison(results: dict, path: str, title="Test accuracy"):
-    """Bars of test accuracy per method; `results` maps name -> (mean, std) or a float."""
+def comparison(results: dict, path: str, title="Test accuracy", intervals: dict | None = None):
+    """Bars of test accuracy per method; `results` maps name -> (mean, std) or a float.
+
+    `intervals` (name -> (low, high)), when given, draws each bar's interval (e.g. its 95 %
+    Wilson interval) instead of ± std, and says so on the axis.
+    """
     names = list(results)
     means = [results[n][0] if isinstance(results[n], (tuple, list)) else results[n] for n in names]
     stds = [results[n][1] if isinstance(results[n], (tuple, list)) else 0.0 for n in names]
+    if intervals:
+        err = [[100 * (m - intervals[n][0]) for n, m in zip(names, means)],
+               [100 * (intervals[n][1] - m) for n, m in zip(names, means)]]
+        tops = [intervals[n][1] for n in names]
+    else:
+        err, tops = [100 * s for s in stds], [m + s for m, s in zip(means, stds)]
     fig = Figure(figsize=(1.8 + 1.5 * len(names), 4.4))
     ax = fig.subplots()
     palette = ["#999999", "#6baed6", "#2171b5", "#08519c", "#fd8d3c", "#e6550d", "#a63603", "#31a354", "#756bb1"]
-    bars = ax.bar(range(len(names)), [100 * m for m in means], yerr=[100 * s for s in stds], capsize=6,
+    bars = ax.bar(range(len(names)), [100 * m for m in means], yerr=err, capsize=6,
                   color=[palette[i % len(palette)] for i in range(len(names))])
     ax.set_xticks(range(len(names)), [n.replace(", ", "\n", 1) for n in names], fontsize=8)
-    for bar, m, s in zip(bars, means, stds):
-        ax.annotate(f"{100 * m:.1f}%", (bar.get_x() + bar.get_width() / 2, 100 * (m + s)),
+    for bar, m, top in zip(bars, means, tops):
+        ax.annotate(f"{100 * m:.1f}%", (bar.get_x() + bar.get_width() / 2, 100 * top),
                     ha="center", va="bottom", xytext=(0, 4), textcoords="offset points")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("test accuracy (%)" + (", 95 % Wilson interval" if intervals else ""))
     ax.set_title(title)
-    ax.set_ylim(0, max(100 * m for m in means) * 1.3 + 1)
+    ax.set_ylim(0, max(100 * t for t in tops) * 1.2 + 1)
     return _save(fig, path)
 
 

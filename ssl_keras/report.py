@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ssl_keras import evaluate
 from ssl_keras.rundir import Run, best_classifier, classifiers, read_json, val_score, write_json
 
 
@@ -32,6 +33,13 @@ def report(run: Run) -> dict:
                    "skipped": split.get("skipped", 0)},
         "pretext": {"val_accuracy": run.stage_info("pretext").get("best_val_accuracy"), **run.stage_info("pretext")},
     }
+    if split.get("pool_duplicates") is not None:  # your own photos
+        report["counts"].update(pool_from_labelled=split["pool_from_labelled"],
+                                pool_duplicates_left_out=len(split["pool_duplicates"]),
+                                non_images=split.get("non_images", 0))
+    if report["pretext"].get("pretext_from"):
+        report["pretext_from"] = report["pretext"]["pretext_from"]
+    n_val, n_test = len(split["val"]), len(split["test"])
     rows = []
     for entry in classifiers(cfg):
         info, test = run.stage_info(entry.dir), run.test_accuracy(entry.dir)
@@ -39,7 +47,9 @@ def report(run: Run) -> dict:
             continue
         gap = None if test is None or base is None else round(100 * (test - base), 1)
         report[entry.key] = {"test_accuracy": test, "val_accuracy": info.get("best_val_accuracy"),
-                             "gap_points": gap, "label": entry.label, "dir": entry.dir, **info}
+                             "gap_points": gap, "label": entry.label, "dir": entry.dir, **info,
+                             "test": evaluate.scored(test, n_test),
+                             "val": evaluate.scored(info.get("best_val_accuracy"), n_val)}
         rows.append((entry, info, test, gap))
     best = best_classifier(run)
     if best is not None:
@@ -48,7 +58,7 @@ def report(run: Run) -> dict:
                           "val_accuracy": run.stage_info(best.dir).get("best_val_accuracy"),
                           "val_accuracy_last": val_score(run.stage_info(best.dir)), "test_accuracy": test,
                           "gap_points": None if test is None or base is None else round(100 * (test - base), 1),
-                          "path": run.path(best.dir, "best.keras")}
+                          "test": evaluate.scored(test, n_test), "path": run.path(best.dir, "best.keras")}
     wall_path = run.path("wall_time.json")
     report["wall_time_s"] = read_json(wall_path) if os.path.exists(wall_path) else {}
     if os.path.exists(run.path("export.json")):
@@ -58,8 +68,10 @@ def report(run: Run) -> dict:
     bars = {entry.label: test for entry, _, test, _ in rows if test is not None}
     if bars:
         counts = report["counts"]
+        intervals = {entry.label: report[entry.key]["test"]["interval_95"] for entry, _, test, _ in rows
+                     if test is not None}
         plots.comparison(bars, run.path("comparison.png"),
-                         f"Test accuracy, {counts['labelled']} labels ({counts['test']} test photos)")
+                         f"Test accuracy, {counts['labelled']} labels ({counts['test']} test photos)", intervals)
     if best is not None:
         _prediction_plot(run, run.path(best.dir, "best.keras"))
     run.log("\n" + summary_table(report, rows))
@@ -68,17 +80,30 @@ def report(run: Run) -> dict:
     return report
 
 
+def _with_interval(scored: dict) -> str:
+    """`0.312 [0.29-0.33]`: an accuracy and its 95 % Wilson interval."""
+    lo, hi = scored["interval_95"]
+    return f"{scored['accuracy']:.3f} [{lo:.2f}-{hi:.2f}]"
+
+
 def summary_table(report: dict, rows) -> str:
-    """The table a run ends with: each classifier's epochs, validation and test accuracy, gap, time."""
-    lines = [("classifier", "epochs", "val acc (kept epoch)", "val acc (last 5)", "test acc", "vs baseline",
-              "wall s")]
+    """The table a run ends with: each classifier's epochs, validation and test accuracy, gap, time.
+
+    Accuracies carry their 95 % Wilson interval on the photo counts of the header; when the best
+    classifier's test interval overlaps the baseline's, the table says this test set cannot tell them apart.
+    """
+    counts = report["counts"]
+    lines = [("classifier", "epochs", f"val acc (kept epoch, {counts['val']} photos, 95 %)", "val acc (last 5)",
+              f"test acc ({counts['test']} photos, 95 %)", "vs baseline", "wall s")]
     if report["pretext"].get("epochs"):
         p = report["pretext"]
         lines.append(("pretext (rotation task)", str(p["epochs"]), f"{p['val_accuracy']:.3f}",
                       f"{val_score(p):.3f}", "-", "-", f"{p.get('wall_time_s', 0):.0f}"))
     for entry, info, test, gap in rows:
-        lines.append((entry.label, str(info.get("epochs")), f"{info.get('best_val_accuracy', 0):.3f}",
-                      f"{val_score(info):.3f}", "-" if test is None else f"{test:.3f}",
+        scores = report[entry.key]
+        lines.append((entry.label, str(info.get("epochs")),
+                      _with_interval(scores["val"]) if scores["val"]["accuracy"] is not None else "-",
+                      f"{val_score(info):.3f}", "-" if test is None else _with_interval(scores["test"]),
                       "-" if gap is None or entry.key == "baseline" else f"{gap:+.1f} pts",
                       f"{info.get('wall_time_s', 0):.0f}"))
     widths = [max(len(r[i]) for r in lines) for i in range(len(lines[0]))]
@@ -87,7 +112,13 @@ def summary_table(report: dict, rows) -> str:
         b = report["best"]
         gap = "" if b["gap_points"] is None else f", {b['gap_points']:+.1f} points over the baseline"
         text += (f"\n\nBest by validation accuracy (mean of its last 5 epochs): {b['label']} "
-                 f"(val {b['val_accuracy_last']:.3f}): test accuracy {b['test_accuracy']:.3f}{gap}.")
+                 f"(val {b['val_accuracy_last']:.3f}): test accuracy {_with_interval(b['test'])}{gap}.")
+        base = report.get("baseline", {}).get("test")
+        if b["key"] != "baseline" and base and base["interval_95"]:
+            (lo, hi), (blo, bhi) = b["test"]["interval_95"], base["interval_95"]
+            if lo <= bhi and blo <= hi:
+                text += (f"\nIts 95 % interval overlaps the baseline's ({blo:.2f}-{bhi:.2f}): these "
+                         f"{counts['test']} test photos cannot tell the two apart.")
     return text
 
 

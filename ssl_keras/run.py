@@ -42,10 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="any config value, e.g. --set finetune.learning_rate=3e-4 (repeatable)")
     g = p.add_argument_group("data")
     g.add_argument("--data-dir", help="ImageFolder directory (one sub-folder per class); default: TFDS stanford_dogs")
+    g.add_argument("--unlabelled-dir", action="append", metavar="DIR",
+                   help="your own photos: every photo under DIR (any layout) is unlabelled; repeatable. Then "
+                        "--data-dir holds only labelled photos, and all of them train (--labels-per-class all)")
+    g.add_argument("--val-dir", help="with --unlabelled-dir: an ImageFolder of validation photos (same classes)")
+    g.add_argument("--test-dir", help="with --unlabelled-dir: an ImageFolder of test photos (same classes)")
+    g.add_argument("--val-fraction", type=float,
+                   help="with --unlabelled-dir and no --val-dir: validation share of each class (default 0.2)")
+    g.add_argument("--test-fraction", type=float,
+                   help="test share of each class when no test split is given (default 0.2)")
     g.add_argument("--tfds-name", help="TFDS data set when no --data-dir is given")
     g.add_argument("--classes", help="comma-separated class folder names to label")
     g.add_argument("--num-classes", type=int, help="label the N classes with the most photos (default 10)")
-    g.add_argument("--labels-per-class", type=int, help="labelled training photos per class (default 57)")
+    g.add_argument("--labels-per-class", type=_labels_per_class, metavar="N|all",
+                   help="labelled training photos per class (default 57; all with --unlabelled-dir)")
     g.add_argument("--max-unlabelled", type=int, help="cap on the unlabelled pool (0: all)")
     g.add_argument("--image-size", type=int, help="square input size in pixels")
     g.add_argument("--batch-size", type=int)
@@ -54,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     f"{', '.join(config_lib.METHODS)} (pretrain: the article's stages only), or all")
     g.add_argument("--epochs", type=int, help="epochs of the labelled stages (baseline, finetune)")
     g.add_argument("--pretext-epochs", type=int, help="epochs of the rotation task")
+    g.add_argument("--pretext-from", metavar="RUN_DIR_OR_MODEL",
+                   help="reuse a finished rotation model (a run directory or its pretext/best.keras) instead of "
+                        "training one")
     g.add_argument("--freeze", help="backbone blocks frozen when fine-tuning: all, none or N (first N blocks)")
     g.add_argument("--transfer-blocks", type=int,
                    help="copy only the first N pretext blocks; later blocks start fresh (default 0: all)")
@@ -72,13 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _labels_per_class(text: str) -> int:
+    """`--labels-per-class`: a count >= 1, or `all` (0 in the config)."""
+    if text == "all":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of photos or 'all'. Received: {text!r}") from None
+
+
 def flag_overrides(args) -> dict:
     """The config values the command-line flags set (unset flags set nothing)."""
     data, out = {}, {}
     for key in ("data_dir", "tfds_name", "num_classes", "labels_per_class", "max_unlabelled", "image_size",
-                "batch_size"):
+                "batch_size", "val_dir", "test_dir", "val_fraction", "test_fraction"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
+    if args.unlabelled_dir:
+        data["unlabelled_dirs"] = args.unlabelled_dir
+        data.setdefault("labels_per_class", 0)  # your own photos: every label trains
+    if args.pretext_from:
+        out["pretext_from"] = args.pretext_from
     if args.classes:
         data["classes"] = [c.strip() for c in args.classes.split(",") if c.strip()]
     if data:
@@ -184,6 +212,17 @@ def check_paths(args, cfg, run_dir: str) -> None:
     if cfg.data.data_dir and not os.path.isdir(cfg.data.data_dir):
         raise ValueError(f"Data folder {cfg.data.data_dir!r} does not exist or is not a folder. Expected a folder "
                          "with one sub-folder of photos per class (ImageFolder layout).")
+    d = cfg.data
+    if d.unlabelled_dirs and not d.data_dir:
+        raise ValueError("--unlabelled-dir needs --data-dir, the folder of labelled photos (one sub-folder per "
+                         "class).")
+    if (d.val_dir or d.test_dir) and not d.unlabelled_dirs:
+        raise ValueError("--val-dir and --test-dir go with --unlabelled-dir (your own photos). Received: "
+                         f"--val-dir {d.val_dir!r}, --test-dir {d.test_dir!r}, no --unlabelled-dir.")
+    for flag, path in (("--val-dir", d.val_dir), ("--test-dir", d.test_dir)):
+        if path and not os.path.isdir(path):
+            raise ValueError(f"{flag} {path!r} does not exist or is not a folder. Expected a folder with one "
+                             "sub-folder of photos per class, the classes of --data-dir.")
     if args.model and not os.path.isfile(args.model):
         raise ValueError(f"Model file {args.model!r} does not exist. Expected a .keras classifier.")
 
@@ -204,6 +243,8 @@ def main(argv=None) -> int:
             from ssl_keras import export
 
             export.tfjs_script_path()  # fail now, not after an hour of training, when `npm ci` was not run
+        if args.stage in STARTS_RUN and not args.resume:
+            experiment.check_inputs(cfg)  # folders and --pretext-from, before anything is written
         experiment.prepare(cfg)
         run = rundir.Run(cfg, run_dir, resume=args.resume, verbose=1 if sys.stdout.isatty() else 2,
                              log=lambda *a: print(*a, flush=True))

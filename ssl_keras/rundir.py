@@ -80,7 +80,7 @@ class Run:
         from ssl_keras import sources
 
         if self._source is None:
-            self._source = sources.open_source(self.cfg.data.data_dir, self.cfg.data.tfds_name)
+            self._source = sources.open_source(self.cfg.data)
         return self._source
 
     @property
@@ -103,11 +103,23 @@ class Run:
             self.log(f"Skipped {len(bad)} unreadable photo(s); listed in {self.path('skipped.json')}")
         write_json(self.path("skipped.json"), {"count": len(bad), "files": bad})
         records = [r for r in records if r.key in good]
-        classes = split_lib.choose_classes(records, d.classes, d.num_classes)
-        split = split_lib.make_split(
-            records, classes, labels_per_class=d.labels_per_class, val_per_class=d.val_per_class,
-            test_fraction=d.test_fraction, max_test_per_class=d.max_test_per_class,
-            max_unlabelled=d.max_unlabelled, seed=self.cfg.seed)
+        if d.unlabelled_dirs:  # your own photos: the classes are the labelled folder's, and only those
+            labelled = [r for r in records if r.label is not None]
+            classes = split_lib.choose_classes(labelled, d.classes, len({r.label for r in labelled}))
+            hashes = sources.content_hashes(self.source, [r.key for r in records])
+            split = split_lib.folder_split(
+                records, classes, hashes=hashes, labels_per_class=d.labels_per_class, val_fraction=d.val_fraction,
+                test_fraction=d.test_fraction, max_unlabelled=d.max_unlabelled, seed=self.cfg.seed)
+            split["non_images"] = self.source.non_images
+            if split["pool_duplicates"]:
+                self.log(f"Left out of the unlabelled pool: {len(split['pool_duplicates'])} photo(s) with the same "
+                         "bytes as a validation or test photo (split.json: pool_duplicates)")
+        else:
+            classes = split_lib.choose_classes(records, d.classes, d.num_classes)
+            split = split_lib.make_split(
+                records, classes, labels_per_class=d.labels_per_class, val_per_class=d.val_per_class,
+                test_fraction=d.test_fraction, max_test_per_class=d.max_test_per_class,
+                max_unlabelled=d.max_unlabelled, seed=self.cfg.seed)
         split["source"] = self.source.description
         split["skipped"] = len(bad)
         write_json(self.path("split.json"), split)

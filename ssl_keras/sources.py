@@ -9,6 +9,7 @@ bytes (Python's surrogate escapes), and messages show it with backslash escapes.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import io
 import os
 import re
@@ -69,6 +70,125 @@ class ImageFolder:
             return f.read()
 
 
+def list_photos(root: str, what: str = "Folder") -> tuple[list[str], int]:
+    """Every photo under `root`, recursively: (paths relative to root, sorted; how many non-image files skipped).
+
+    Hidden files and folders are skipped, symlinks followed once (a target reached twice is
+    listed once).
+
+    Raises:
+        ValueError: naming `root` when it is missing or a file, or naming the link of a symlink loop.
+    """
+    if not os.path.exists(root):
+        raise ValueError(f"{what} {shown(root)!r} does not exist. Expected a folder of photos.")
+    if not os.path.isdir(root):
+        raise ValueError(f"{what} {shown(root)!r} is a file. Expected a folder of photos.")
+    out, others, seen = [], 0, set()
+
+    def walk(folder, rel, ancestors):
+        nonlocal others
+        for name in sorted(os.listdir(folder)):
+            if name.startswith("."):
+                continue
+            path, sub = os.path.join(folder, name), os.path.join(rel, name) if rel else name
+            real = os.path.realpath(path)
+            if os.path.isdir(path):
+                if real in ancestors:
+                    raise ValueError(f"{what} {shown(root)!r} has a symlink loop: {shown(path)!r} points back to "
+                                     f"{shown(real)!r}, a folder that contains it. Expected folders without loops.")
+                if real not in seen:
+                    seen.add(real)
+                    walk(path, sub, ancestors | {real})
+            elif os.path.isfile(path) and real not in seen:
+                seen.add(real)
+                if name.lower().endswith(IMAGE_EXTENSIONS):
+                    out.append(sub)
+                else:
+                    others += 1
+
+    top = os.path.realpath(root)
+    seen.add(top)
+    walk(root, "", {top})
+    return sorted(out), others
+
+
+class PhotoFolders(ImageFolder):
+    """Your own photos: a labelled ImageFolder, unlabelled folders (any layout), optional val/test ImageFolders.
+
+    Keys are `<part>/<path relative to that folder>` with part `labelled`, `val`, `test` or
+    `unlabelled<i>`. Records of unlabelled photos have label None; the classes are the
+    labelled folder's sub-folders, and only those.
+    """
+
+    def __init__(self, labelled: str, unlabelled=(), val: str | None = None, test: str | None = None):
+        self.roots = {"labelled": os.path.abspath(labelled)}
+        for i, root in enumerate(unlabelled):
+            self.roots[f"unlabelled{i}"] = os.path.abspath(root)
+        if val:
+            self.roots["val"] = os.path.abspath(val)
+        if test:
+            self.roots["test"] = os.path.abspath(test)
+        self.description = (f"labelled photos {shown(self.roots['labelled'])}, unlabelled "
+                            f"{', '.join(shown(os.path.abspath(u)) for u in unlabelled) or 'none'}")
+        self.non_images = 0
+
+    def class_folders(self, part: str = "labelled") -> dict[str, list[str]]:
+        """class -> photos (relative paths) of the ImageFolder `part`; ValueError naming it if it has none."""
+        flag = {"labelled": "--data-dir", "val": "--val-dir", "test": "--test-dir"}[part]
+        root = self.roots[part]
+        photos, _ = list_photos(root, f"{flag} folder")
+        out = defaultdict(list)
+        for rel in photos:
+            if os.sep in rel:
+                out[rel.split(os.sep, 1)[0]].append(rel)
+        if not out:
+            raise ValueError(f"{flag} folder {shown(root)!r} has no class sub-folder with photos. Expected one "
+                             f"sub-folder of photos ({', '.join(IMAGE_EXTENSIONS)}) per class.")
+        return dict(out)
+
+    def records(self) -> list[Record]:
+        classes = self.class_folders("labelled")
+        if len(classes) < 2:
+            raise ValueError(f"--data-dir folder {shown(self.roots['labelled'])!r} has photos in {len(classes)} class "
+                             f"folder ({sorted(shown(c) for c in classes)}). Expected at least 2 class sub-folders.")
+        out = [Record(f"labelled/{rel}", cls) for cls, rels in sorted(classes.items()) for rel in rels]
+        for part in ("val", "test"):
+            if part in self.roots:
+                other = self.class_folders(part)
+                unknown = sorted(set(other) - set(classes))
+                if unknown:
+                    flag = f"--{part}-dir"
+                    raise ValueError(f"{flag} folder {shown(self.roots[part])!r} has class(es) "
+                                     f"{[shown(c) for c in unknown]} that the labelled folder lacks. Expected "
+                                     f"classes among {sorted(shown(c) for c in classes)}.")
+                out += [Record(f"{part}/{rel}", cls, part) for cls, rels in sorted(other.items()) for rel in rels]
+        self.non_images = 0
+        for part, root in self.roots.items():
+            if part.startswith("unlabelled"):
+                photos, others = list_photos(root, "--unlabelled-dir folder")
+                self.non_images += others
+                if not photos:
+                    raise ValueError(f"--unlabelled-dir folder {shown(root)!r} has no photos"
+                                     f"{f' (only {others} non-image file(s))' if others else ''}. Expected "
+                                     f"photos ({', '.join(IMAGE_EXTENSIONS)}) anywhere under it.")
+                out += [Record(f"{part}/{rel}", None) for rel in photos]
+        return out
+
+    def path(self, key: str) -> bytes:
+        part, rel = key.split("/", 1)
+        return os.fsencode(os.path.join(self.roots[part], rel))
+
+
+def content_hashes(source, keys, workers: int = 4) -> dict[str, str]:
+    """key -> SHA-256 of the photo's bytes (to find byte copies of validation and test photos)."""
+    def digest(key):
+        with open(source.path(key), "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        return dict(zip(keys, pool.map(digest, keys)))
+
+
 class TfdsSource:
     """A TFDS image-classification data set (features `image` and `label`); keys are `<split>/<index>`.
 
@@ -126,9 +246,12 @@ class TfdsSource:
         return encoded.numpy()
 
 
-def open_source(data_dir: str | None, tfds_name: str):
-    """The ImageFolder at `data_dir`, or the TFDS data set `tfds_name` when no folder is given."""
-    return ImageFolder(data_dir) if data_dir else TfdsSource(tfds_name)
+def open_source(d):
+    """The photos of a `DataConfig`: your own folders when it names unlabelled folders, else the ImageFolder
+    at `data_dir`, else the TFDS data set `tfds_name`."""
+    if d.unlabelled_dirs:
+        return PhotoFolders(d.data_dir, d.unlabelled_dirs, d.val_dir, d.test_dir)
+    return ImageFolder(d.data_dir) if d.data_dir else TfdsSource(d.tfds_name)
 
 
 def check_photo(path) -> str | None:

@@ -98,7 +98,8 @@ def _post_init_cases():
     cases = [
         (DataConfig, {"num_classes": 1}, "num_classes"),
         (DataConfig, {"classes": ("beagle",)}, "classes"),
-        (DataConfig, {"labels_per_class": 0}, "labels_per_class"),
+        (DataConfig, {"labels_per_class": -1}, "labels_per_class"),
+        (DataConfig, {"val_fraction": 0.0}, "val_fraction"),
         (DataConfig, {"val_per_class": 0}, "val_per_class"),
         (DataConfig, {"test_fraction": 0.0}, "test_fraction"),
         (DataConfig, {"test_fraction": 1.0}, "test_fraction"),

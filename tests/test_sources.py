@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ssl_keras import preprocessing, sources
+from ssl_keras.config import DataConfig
 
 S = 24
 
@@ -128,7 +129,7 @@ def test_tfds_source_records_and_encoded_images(tfds_metadata):
 
 
 def test_open_source_picks_the_folder_when_given(image_folder):
-    assert isinstance(sources.open_source(image_folder.root, "stanford_dogs"), sources.ImageFolder)
+    assert isinstance(sources.open_source(DataConfig(data_dir=image_folder.root)), sources.ImageFolder)
 
 
 # --- odd files: every photo the scan keeps decodes in the tf.data pipeline -------------------------------------

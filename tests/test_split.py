@@ -182,3 +182,10 @@ def test_split_with_too_few_photos_names_the_class():
     with pytest.raises(ValueError, match="Class 'b' has 4 photos outside its test split") as e:
         split_lib.make_split(_synthetic(a=30, b=5), ["a", "b"], labels_per_class=10, val_per_class=2, seed=0)
     assert "labels_per_class + val_per_class = 10 + 2 = 12" in str(e.value)
+
+
+def test_labels_per_class_all_labels_every_photo_but_validation_and_test():
+    records = [Record(f"{c}/{i}.jpg", c) for c in ("a", "b") for i in range(20)]
+    s = split_lib.make_split(records, ["a", "b"], labels_per_class=0, val_per_class=3, test_fraction=0.25, seed=0)
+    assert len(s["test"]) == 10 and len(s["val"]) == 6 and len(s["labelled"]) == 24
+    assert s["unlabelled"] == [] and s["unlabelled_val"] == []
