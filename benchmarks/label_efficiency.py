@@ -213,7 +213,7 @@ def main(argv=None) -> int:
     try:
         cfg = base_config(args)
         d = cfg.data
-        source = sources.open_source(d.data_dir, d.tfds_name)
+        source = sources.open_source(d)
         records = source.records()
         classes = split_lib.choose_classes(records, d.classes, d.num_classes)
         counts = label_counts(args.labels, max_labels(records, classes, d.val_per_class, d.test_fraction))

@@ -26,7 +26,7 @@ def final_accuracy(run_dir: str, name: str, cache: dict) -> float:
             d = config_lib.from_dict(json.load(f)).data
         with open(os.path.join(run_dir, "split.json")) as f:
             split = json.load(f)
-        source = sources.open_source(d.data_dir, d.tfds_name)
+        source = sources.open_source(d)
         cache[run_dir] = (data.labelled_dataset(source, split["test"], d.image_size, d.batch_size), split["classes"])
     test, classes = cache[run_dir]
     probs, labels = evaluate.predict_dataset(models.load(os.path.join(run_dir, name, "final.keras")), test)
