@@ -265,9 +265,7 @@ def test_head_is_get_without_a_body(url, path):
 @pytest.mark.slow
 def test_photos_declaring_too_many_pixels_get_400(url):
     """A small file can declare gigapixels: refused from its header, before the model decodes it."""
-    from conftest import load_benchmark
-
-    png = load_benchmark("bench_serving_fuzz").png_declaring
+    from serving_fuzz import png_declaring as png
     for sizes, words in (([(100_000, 100_000)], "item 0 declare 10,000,000,000 pixels; the limit is 50,000,000"),
                          ([(5000, 5000)] * 3, "item 2 declare 75,000,000 pixels"),
                          ([(7000, 7000)] * 2, "item 1 declare 98,000,000 pixels"),

@@ -189,9 +189,9 @@ def test_unknown_models_and_versions_are_not_found(served, spec, words):
 
 
 def _tensor(dtype, dims, **fields):
-    from conftest import load_benchmark
+    from serving_fuzz import tensor_proto
 
-    return load_benchmark("bench_serving_fuzz").tensor_proto(dtype, dims, **fields)
+    return tensor_proto(dtype, dims, **fields)
 
 
 PIXELS = "predict_pixels"
@@ -230,9 +230,9 @@ def test_malformed_requests_are_invalid_argument(served, inputs, kwargs, words):
 
 @pytest.mark.slow
 def test_photos_declaring_too_many_pixels_are_invalid_argument(served):
-    from conftest import load_benchmark
+    from serving_fuzz import png_declaring
 
-    png = load_benchmark("bench_serving_fuzz").png_declaring(100_000, 100_000)
+    png = png_declaring(100_000, 100_000)
     code, details = code_of(served["stub"].Predict, predict_request({"image_bytes": [png]}))
     assert code == "INVALID_ARGUMENT" and "declare 10,000,000,000 pixels" in details
 
@@ -309,9 +309,9 @@ def test_the_command_serves_grpc_alone_like_tensorflow_model_server(model):
     import grpc
     from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
-    from conftest import load_benchmark
+    from serving_fuzz import free_port
 
-    port = load_benchmark("bench_serving_fuzz").free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "ssl_keras.serve", f"--port={port}", "--rest_api_port=0",
                              "--model_name=dog_breeds", f"--model_base_path={model['base_path']}"],
                             cwd=REPO, stdout=subprocess.PIPE,
