@@ -10,7 +10,7 @@ SavedModel called in this process) with bad ones. It prints a table (requests, 4
 codes, 5xx or INTERNAL/UNKNOWN, wrong answers, requests/s, p50 and p99 latency) with the command
 and the machine, and writes it to benchmarks/results/serving_fuzz.md.
 
-The generators, clients and `Server` are tests/serving_fuzz.py's: tests/test_serve_fuzz.py asserts
+The generators, clients and `Server` are tests/serving_fuzz.py's: tests/test_serving_cli_fuzz.py asserts
 0 x 5xx, 0 x INTERNAL/UNKNOWN and 0 wrong answers with them; speed is measured only here.
 """
 

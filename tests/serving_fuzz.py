@@ -6,7 +6,7 @@ a 4 MiB body limit). The generators make seeded malformed requests of each proto
 connections (`run_rest_fuzz`, `run_grpc_fuzz`); `rest_load` and `grpc_load` run many clients at
 once, mixing good requests, checked against the SavedModel called in this process, with bad ones.
 
-tests/test_serve_fuzz.py asserts behaviour with them (no 5xx, no INTERNAL or UNKNOWN, no wrong
+tests/test_serving_cli_fuzz.py asserts behaviour with them (no 5xx, no INTERNAL or UNKNOWN, no wrong
 answer); benchmarks/bench_serving_fuzz.py measures speed with them. Plain Python: no pytest here.
 """
 

@@ -1,4 +1,5 @@
-"""`python -m ssl_keras.serve` in its own process under malformed requests, 32 clients at once, and large requests.
+"""`ssl_keras.serving.cli`'s server (`python -m ssl_keras.serve`) in its own process under malformed requests,
+32 clients at once, and large requests.
 
 The generators and clients are tests/serving_fuzz.py's (seeded: the same requests every run);
 here they assert behaviour only: no 5xx, no gRPC INTERNAL or UNKNOWN, no wrong answer, the server still up,
@@ -144,4 +145,3 @@ def test_memory_comes_back_after_large_requests(model):
             after.append(server.rss_mb())
     print(f"RSS warm {warm:.0f} MiB; after each round of large requests {[round(a) for a in after]} MiB")
     assert max(after) - warm < RSS_MARGIN_MB, (warm, after)
-
