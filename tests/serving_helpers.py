@@ -1,4 +1,4 @@
-"""Shared by test_export, test_serve and test_web: one small trained and exported model a session.
+"""Shared by test_export, the test_serving_* files and test_web: one small trained and exported model a session.
 
 The model is trained on the real photos in ../shared/data/dogs (3 breeds, 32 px,
 a few seconds on a CPU) and exported once; its 60 test photos are the real
@@ -12,6 +12,8 @@ import json
 import os
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -99,20 +101,20 @@ def assert_same_predictions(reference: np.ndarray, other: np.ndarray, what: str,
 
 @contextlib.contextmanager
 def rest_server(base_path: str | None = None, *, app=None, **limits):
-    """`ssl_keras.serve`'s REST app (`app`, or one made for `base_path`) on a free loopback port, in a thread;
+    """`ssl_keras.serving.rest`'s app (`app`, or one made for `base_path`) on a free loopback port, in a thread;
     yields its /v1/models URL.
 
-    `limits` go to `serve.create_app` (e.g. max_body_bytes) and `serve.uvicorn_config` (header_seconds,
+    `limits` go to `rest.create_app` (e.g. max_body_bytes) and `rest.uvicorn_config` (header_seconds,
     body_seconds).
     """
     import uvicorn
 
-    from ssl_keras import serve
+    from ssl_keras.serving import rest
 
     timeouts = {k: limits.pop(k) for k in ("header_seconds", "body_seconds") if k in limits}
     if app is None:
-        app = serve.create_app(base_path, MODEL_NAME, poll_seconds=0, **limits)
-    server = uvicorn.Server(serve.uvicorn_config(app, port=0, **timeouts))
+        app = rest.create_app(base_path, MODEL_NAME, poll_seconds=0, **limits)
+    server = uvicorn.Server(rest.uvicorn_config(app, port=0, **timeouts))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
@@ -125,3 +127,17 @@ def rest_server(base_path: str | None = None, *, app=None, **limits):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def call(url, body=None, method=None, raw=None):
+    """(status, JSON answer) of a REST request; `body` is sent as JSON, `raw` as is."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        text = e.read().decode()
+        assert "Traceback" not in text
+        return e.code, json.loads(text)

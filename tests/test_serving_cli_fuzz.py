@@ -1,6 +1,7 @@
-"""`python -m ssl_keras.serve` in its own process under malformed requests, 32 clients at once, and large requests.
+"""`ssl_keras.serving.cli`'s server (`python -m ssl_keras.serve`) in its own process under malformed requests,
+32 clients at once, and large requests.
 
-The generators and clients are benchmarks/bench_serving_fuzz.py's (seeded: the same requests every run);
+The generators and clients are tests/serving_fuzz.py's (seeded: the same requests every run);
 here they assert behaviour only: no 5xx, no gRPC INTERNAL or UNKNOWN, no wrong answer, the server still up,
 and its memory back after large requests. Speed is the benchmark's business.
 """
@@ -13,10 +14,9 @@ import json
 import numpy as np
 import pytest
 
-from conftest import load_benchmark
+import serving_fuzz as fuzz
 from serving_helpers import MIN_PHOTOS, exported
 
-fuzz = load_benchmark("bench_serving_fuzz")
 RSS_MARGIN_MB = 50  # how far above its warm level the server's memory may stay after the large requests
 
 
@@ -145,19 +145,3 @@ def test_memory_comes_back_after_large_requests(model):
             after.append(server.rss_mb())
     print(f"RSS warm {warm:.0f} MiB; after each round of large requests {[round(a) for a in after]} MiB")
     assert max(after) - warm < RSS_MARGIN_MB, (warm, after)
-
-
-def test_the_table_counts_each_kind_of_answer():
-    """The benchmark's table: 5xx and INTERNAL/UNKNOWN in their own column, never folded into the 4xx."""
-    rest_fuzz = {"status": collections.Counter({200: 2, 400: 5, 408: 1, 500: 1, None: 1}), "latency": [0.001] * 10}
-    rest_load = {"status": collections.Counter({200: 6, 404: 2}), "latency": [0.01] * 8, "wrong": 1,
-                 "requests_per_s": 80.4}
-    grpc_fuzz = {"status": collections.Counter({"OK": 3, "INVALID_ARGUMENT": 4, "UNKNOWN": 1, "INTERNAL": 2}),
-                 "latency": [0.002] * 10}
-    grpc_load = {"status": collections.Counter({"OK": 7, "NOT_FOUND": 1}), "latency": [0.02] * 8, "wrong": 0,
-                 "requests_per_s": 40.0}
-    rows = fuzz.table_rows(rest_fuzz, rest_load, grpc_fuzz, grpc_load, clients=32)
-    assert rows[2] == "| REST, fuzz (8 at a time) | 10 | 2 | 6 (400 5, 408 1) | 1 | 1 | - | - | 1.0 | 1.0 |"
-    assert rows[3] == "| REST, load (32 clients, 1/4 bad) | 8 | 6 | 2 (404 2) | 0 | 0 | 1 | 80 | 10.0 | 10.0 |"
-    assert rows[4] == "| gRPC, fuzz (8 at a time) | 10 | 3 | INVALID_ARGUMENT 4 | 3 | - | - | - | 2.0 | 2.0 |"
-    assert rows[5] == "| gRPC, load (32 clients, 1/4 bad) | 8 | 7 | NOT_FOUND 1 | 0 | - | 0 | 40 | 20.0 | 20.0 |"

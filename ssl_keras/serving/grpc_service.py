@@ -1,4 +1,4 @@
-"""TF Serving's gRPC API for `ssl_keras.serve`, on the protos of the `tensorflow-serving-api` package.
+"""TF Serving's gRPC API, on the protos of the `tensorflow-serving-api` package.
 
     tensorflow.serving.PredictionService/Predict            PredictRequest -> PredictResponse
     tensorflow.serving.PredictionService/GetModelMetadata   metadata_field "signature_def": a SignatureDefMap in an Any
@@ -12,8 +12,8 @@ A client written for TF Serving works unchanged:
     request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([jpeg_bytes]))
     probabilities = tf.make_ndarray(stub.Predict(request, timeout=10).outputs["probabilities"])
 
-It serves the REST server's `ModelStore` under the same `Limits`. An unknown model or version is
-NOT_FOUND; any other client mistake (bytes that do not parse as the request, a wrong input name,
+It serves `core.ModelStore`, shared with the REST server, under the same `Limits`. An unknown model
+or version is NOT_FOUND; any other client mistake (bytes that do not parse as the request, a wrong input name,
 dtype or shape, a photo that does not decode, NaN pixels, too many values, a version label) is
 INVALID_ARGUMENT, with a message naming the input and what was expected. A message over
 `Limits.max_body_bytes` is RESOURCE_EXHAUSTED (gRPC's own check). Classify, Regress, MultiInference
@@ -22,7 +22,6 @@ and HandleReloadConfigRequest are UNIMPLEMENTED.
 
 from __future__ import annotations
 
-import logging
 import math
 from concurrent import futures
 
@@ -31,10 +30,9 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, predict_pb2
 
-from ssl_keras.serve import (DEFAULT_SIGNATURE, LARGE_REQUEST_BYTES, LIMITS, Limits, ModelStore, RequestError,
-                             _short, _spec_text, check_input, release_memory)
+from ssl_keras.serving.core import (DEFAULT_SIGNATURE, LARGE_REQUEST_BYTES, LIMITS, Limits, ModelStore, RequestError,
+                                    check_input, log, release_memory, short, spec_text)
 
-log = logging.getLogger("ssl_keras.serve")
 CODES = {404: grpc.StatusCode.NOT_FOUND}  # every other RequestError is INVALID_ARGUMENT
 
 
@@ -51,13 +49,13 @@ def tensor_to_array(proto, spec, name: str, limits: Limits = LIMITS):
     The dtype, the shape and the number of values are checked before any array is built, so a
     small proto that declares a huge shape costs nothing.
     """
-    expected = _spec_text(spec)
+    expected = spec_text(spec)
     if proto.dtype != spec.dtype.as_datatype_enum:
         raise RequestError(400, f"Input {name!r} is {_dtype_name(proto.dtype)}; expected "
                                 f"{types_pb2.DataType.Name(spec.dtype.as_datatype_enum)}.")
     dims = [d.size for d in proto.tensor_shape.dim]
     if proto.tensor_shape.unknown_rank or any(d < 0 for d in dims) or not spec.shape.is_compatible_with(dims):
-        shape = "unknown" if proto.tensor_shape.unknown_rank else _short(str(tuple(dims)))
+        shape = "unknown" if proto.tensor_shape.unknown_rank else short(str(tuple(dims)))
         raise RequestError(400, f"Input {name!r} has shape {shape}; expected shape {expected}.")
     if math.prod(dims) > limits.max_values:
         raise RequestError(400, f"Input {name!r} has {math.prod(dims):,} values; the limit is {limits.max_values:,}.")
@@ -65,7 +63,7 @@ def tensor_to_array(proto, spec, name: str, limits: Limits = LIMITS):
         array = tf.make_ndarray(proto)
     except (ValueError, TypeError) as e:  # tensor_content or *_val that do not match the shape
         raise RequestError(400, f"Input {name!r}: its values do not fill shape {tuple(dims)} of "
-                                f"{spec.dtype.name} ({_short(str(e), 200)}).") from None
+                                f"{spec.dtype.name} ({short(str(e), 200)}).") from None
     return check_input(name, array, spec, limits)
 
 
@@ -84,7 +82,7 @@ def predict(store: ModelStore, request, limits: Limits = LIMITS):
     for given, known, what in ((request.inputs, inputs, "input"), (request.output_filter, outputs_known, "output")):
         unknown = sorted(set(given) - set(known))
         if unknown:
-            raise RequestError(400, f"{what} tensor alias not found in signature: {_short(unknown[0])}. "
+            raise RequestError(400, f"{what} tensor alias not found in signature: {short(unknown[0])}. "
                                     f"{what.capitalize()}s expected to be in the set {{{', '.join(sorted(known))}}}.")
     missing = sorted(set(inputs) - set(request.inputs))
     if missing:
@@ -115,7 +113,7 @@ def get_model_metadata(store: ModelStore, request):
                                 "Expected [\"signature_def\"].")
     for field in fields:
         if field != "signature_def":
-            raise RequestError(400, f"Metadata field {_short(field)} is not supported. Expected \"signature_def\".")
+            raise RequestError(400, f"Metadata field {short(field)} is not supported. Expected \"signature_def\".")
     signatures = get_model_metadata_pb2.SignatureDefMap()
     for key, signature in servable.signature_def_protos.items():
         signatures.signature_def[key].CopyFrom(signature)

@@ -1,4 +1,4 @@
-"""TF Serving's gRPC API (`ssl_keras.serve_grpc`), called with TF Serving's own Python client.
+"""TF Serving's gRPC API (`ssl_keras.serving.grpc_service`), called with TF Serving's own Python client.
 
 The client is the `tensorflow-serving-api` package as a TF Serving user has it: PredictionServiceStub,
 PredictRequest, tf.make_tensor_proto. Over the real test photos, gRPC, REST (served from the same model
@@ -10,15 +10,13 @@ import base64
 import json
 import os
 import shutil
-import subprocess
-import sys
 import urllib.request
 
 import numpy as np
 import pytest
 
-from serving_helpers import (MIN_PHOTOS, REPO, assert_same_predictions, decode, exported, keras_probabilities,
-                             rest_server)
+from serving_fuzz import png_declaring, tensor_proto
+from serving_helpers import MIN_PHOTOS, assert_same_predictions, decode, exported, keras_probabilities, rest_server
 
 LIMITS = dict(max_body_bytes=4 * 2**20, max_values=2**20)  # small, so that "too big" cases stay cheap
 
@@ -34,12 +32,12 @@ def served(model):
     import grpc
     from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-    from ssl_keras import serve, serve_grpc
+    from ssl_keras.serving import core, grpc_service, rest
 
-    limits = serve.Limits(**LIMITS)
-    store = serve.ModelStore(model["base_path"], "dog_breeds")
-    grpc_server = serve_grpc.start(store, "127.0.0.1", 0, limits)
-    app = serve.create_app(store=store, limits=limits, poll_seconds=0)
+    limits = core.Limits(**LIMITS)
+    store = core.ModelStore(model["base_path"], "dog_breeds")
+    grpc_server = grpc_service.start(store, "127.0.0.1", 0, limits)
+    app = rest.create_app(store=store, limits=limits, poll_seconds=0)
     with rest_server(app=app) as rest:
         channel = grpc.insecure_channel(f"127.0.0.1:{grpc_server.port}")
         yield {"stub": prediction_service_pb2_grpc.PredictionServiceStub(channel), "channel": channel, "rest": rest,
@@ -188,12 +186,6 @@ def test_unknown_models_and_versions_are_not_found(served, spec, words):
         assert words in code_of(call, request)[1]
 
 
-def _tensor(dtype, dims, **fields):
-    from conftest import load_benchmark
-
-    return load_benchmark("bench_serving_fuzz").tensor_proto(dtype, dims, **fields)
-
-
 PIXELS = "predict_pixels"
 
 
@@ -211,14 +203,14 @@ PIXELS = "predict_pixels"
     ({"pixels": np.full((1, 4, 4, 3), np.nan, np.float32)}, {"signature": PIXELS}, "NaN or infinite"),
     ({"pixels": np.full((1, 4, 4, 3), np.inf, np.float32)}, {"signature": PIXELS}, "NaN or infinite"),
     ({"pixels": np.zeros((1, 4, 4, 3))}, {"signature": PIXELS}, "is DT_DOUBLE; expected DT_FLOAT"),
-    ({"pixels": _tensor(1, [1, 600, 600, 3], float_val=[1.0])}, {"signature": PIXELS},
+    ({"pixels": tensor_proto(1, [1, 600, 600, 3], float_val=[1.0])}, {"signature": PIXELS},
      "has 1,080,000 values; the limit is 1,048,576"),
-    ({"pixels": _tensor(1, [1, 2**40, 2**40, 3], float_val=[1.0])}, {"signature": PIXELS}, "values; the limit is"),
-    ({"pixels": _tensor(1, [1, -4, 4, 3], float_val=[1.0])}, {"signature": PIXELS}, "has shape (1, -4, 4, 3)"),
-    ({"pixels": _tensor(1, [1, 4, 4, 3], tensor_content=bytes(100))}, {"signature": PIXELS}, "do not fill shape"),
-    ({"pixels": _tensor(1, [1, 2, 2, 3], float_val=[1.0] * 13)}, {"signature": PIXELS}, "do not fill shape"),
-    ({"image_bytes": _tensor(7, [1], tensor_content=b"xy")}, {}, "do not fill shape"),
-    ({"image_bytes": _tensor(999, [1], float_val=[1.0])}, {}, "is an unknown dtype (999)"),
+    ({"pixels": tensor_proto(1, [1, 2**40, 2**40, 3], float_val=[1.0])}, {"signature": PIXELS}, "values; the limit is"),
+    ({"pixels": tensor_proto(1, [1, -4, 4, 3], float_val=[1.0])}, {"signature": PIXELS}, "has shape (1, -4, 4, 3)"),
+    ({"pixels": tensor_proto(1, [1, 4, 4, 3], tensor_content=bytes(100))}, {"signature": PIXELS}, "do not fill shape"),
+    ({"pixels": tensor_proto(1, [1, 2, 2, 3], float_val=[1.0] * 13)}, {"signature": PIXELS}, "do not fill shape"),
+    ({"image_bytes": tensor_proto(7, [1], tensor_content=b"xy")}, {}, "do not fill shape"),
+    ({"image_bytes": tensor_proto(999, [1], float_val=[1.0])}, {}, "is an unknown dtype (999)"),
     ({"image_bytes": [b"x"]}, {"signature": "nope"}, "\"nope\" not found in signature def"),
     ({"image_bytes": [b"x"]}, {"label": "stable"}, "Unrecognized servable version label: stable"),
     ({"image_bytes": [b"x"]}, {"output_filter": ["nope"]}, "output tensor alias not found in signature: nope"),
@@ -230,9 +222,7 @@ def test_malformed_requests_are_invalid_argument(served, inputs, kwargs, words):
 
 @pytest.mark.slow
 def test_photos_declaring_too_many_pixels_are_invalid_argument(served):
-    from conftest import load_benchmark
-
-    png = load_benchmark("bench_serving_fuzz").png_declaring(100_000, 100_000)
+    png = png_declaring(100_000, 100_000)
     code, details = code_of(served["stub"].Predict, predict_request({"image_bytes": [png]}))
     assert code == "INVALID_ARGUMENT" and "declare 10,000,000,000 pixels" in details
 
@@ -266,12 +256,12 @@ def test_oversized_messages_and_unserved_methods_get_codes_not_internal(served):
 
 @pytest.mark.slow
 def test_an_internal_error_is_internal_without_details(served, monkeypatch):
-    from ssl_keras import serve_grpc
+    from ssl_keras.serving import grpc_service
 
     def broken(*args):
         raise RuntimeError("secret detail")
 
-    monkeypatch.setattr(serve_grpc, "predict", broken)
+    monkeypatch.setattr(grpc_service, "predict", broken)
     code, details = code_of(served["stub"].Predict, predict_request({"image_bytes": [b"x"]}))
     assert (code, details) == ("INTERNAL", "Internal error (RuntimeError); see the server log.")
 
@@ -282,14 +272,14 @@ def test_rest_and_grpc_share_one_model_store(model, tmp_path):
     import grpc
     from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
-    from ssl_keras import serve, serve_grpc
+    from ssl_keras.serving import core, grpc_service, rest
 
     base = tmp_path / "dog_breeds"
     shutil.copytree(model["base_path"], base)
-    store = serve.ModelStore(str(base), "dog_breeds")
-    grpc_server = serve_grpc.start(store, "127.0.0.1", 0)
+    store = core.ModelStore(str(base), "dog_breeds")
+    grpc_server = grpc_service.start(store, "127.0.0.1", 0)
     try:
-        with rest_server(app=serve.create_app(store=store, poll_seconds=0)) as rest:
+        with rest_server(app=rest.create_app(store=store, poll_seconds=0)) as rest:
             shutil.copytree(base / "1", tmp_path / "tmp-version")
             os.rename(tmp_path / "tmp-version", base / "2")
             store.refresh()
@@ -301,31 +291,3 @@ def test_rest_and_grpc_share_one_model_store(model, tmp_path):
                 assert json.loads(r.read())["model_version_status"][0]["version"] == "2"
     finally:
         grpc_server.stop(0)
-
-
-@pytest.mark.slow
-def test_the_command_serves_grpc_alone_like_tensorflow_model_server(model):
-    """`--port` is gRPC (TF Serving's meaning), `--rest_api_port 0` turns REST off; SIGTERM ends it cleanly."""
-    import grpc
-    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
-
-    from conftest import load_benchmark
-
-    port = load_benchmark("bench_serving_fuzz").free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "ssl_keras.serve", f"--port={port}", "--rest_api_port=0",
-                             "--model_name=dog_breeds", f"--model_base_path={model['base_path']}"],
-                            cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        grpc.channel_ready_future(channel).result(timeout=120)
-        request = get_model_status_pb2.GetModelStatusRequest()
-        request.model_spec.name = "dog_breeds"
-        response = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=60)
-        assert response.model_version_status[0].version == 1
-        channel.close()
-    finally:
-        proc.terminate()
-        out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err[-2000:]
-    assert f"gRPC on 127.0.0.1:{port}" in out and "REST" not in out

@@ -17,6 +17,8 @@ import warnings
 
 import numpy as np
 
+from ssl_keras.serving.core import short
+
 NUMERIC_ARRAY_BYTES = 16 * 2**10  # JSON arrays of numbers at least this long are read by numpy, not json
 PIECE = 2**20  # bytes scanned at a time: numpy's temporaries stay a few MiB whatever the body's size
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
@@ -41,10 +43,6 @@ _STARTS = _table({bytes([4, 5, 7]): 1})  # classes after which a number starts
 _FOLLOWS = {0: (0, 1, 2, 6, 7), 1: (0,), 2: (0, 3, 4), 3: (0,), 4: (0,), 5: (0, 4, 5), 6: (6, 7), 7: (0, 4, 5)}
 _BAD_PAIR = _table({bytes(8 * a + b for a in range(8) for b in range(8) if b not in _FOLLOWS[a]): 1})
 _NO_BRACKETS = bytes.maketrans(b"[]", b"  ")
-
-
-def _short(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _blank(match) -> bytes:
@@ -189,6 +187,6 @@ def loads(raw: bytes, max_depth: int, max_values: int):
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, an int of over 4300 digits
-        raise ValueError(f"Malformed JSON in the request body: {_short(str(e))}. Expected a JSON object such "
+        raise ValueError(f"Malformed JSON in the request body: {short(str(e), 200)}. Expected a JSON object such "
                          "as {\"instances\": [...]}.") from None
     return _put_back(body, arrays) if arrays else body
