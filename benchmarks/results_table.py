@@ -120,7 +120,10 @@ def table(reports, args, name) -> tuple[list[str], dict]:
     lines = [
         f"Preset `{args.preset}`, method {', '.join(cfg.method)}, seeds {args.seeds}: {c['labelled']} labelled photos "
         f"({c['labelled'] // len(r0['classes'])} per class), {c['val']} validation photos, {c['test']} test photos, "
-        f"{c['unlabelled'] + c['unlabelled_val']} unlabelled photos.",
+        f"{c['unlabelled'] + c['unlabelled_val']} unlabelled photos"
+        + (f" ({c['pool_from_labelled']} of them the training photos' pixels; "
+           f"{c['pool_duplicates_left_out']} byte copies of validation/test photos left out)."
+           if "pool_from_labelled" in c else "."),
         "",
         "| classifier | val (last 5 epochs), mean | test accuracy, mean ± std | range over seeds | per seed |",
         "|---|---:|---|---|---|",
@@ -146,6 +149,15 @@ def table(reports, args, name) -> tuple[list[str], dict]:
         picked = [(r["seed"], r["best"]["label"], rundir.val_score(r["best"])) for r in reports]
         lines += ["", "Picked by validation accuracy (last 5 epochs), per seed: "
                   + "; ".join(f"seed {seed}: {label} ({100 * val:.1f} %)" for seed, label, val in picked) + "."]
+    if all(r.get("best", {}).get("test") and r["baseline"].get("test") for r in reports):
+        lines += ["", f"Per seed, with 95 % Wilson intervals on the {c['test']} test photos (what one run can tell):",
+                  "", "| seed | baseline | picked by validation | gain (points) | intervals overlap? |",
+                  "|---:|---|---|---:|---|"]
+        for r in reports:
+            b, p = r["baseline"]["test"], r["best"]["test"]
+            overlap = p["interval_95"][0] <= b["interval_95"][1] and b["interval_95"][0] <= p["interval_95"][1]
+            lines.append(f"| {r['seed']} | {_interval(b)} | {_interval(p)} ({r['best']['label']}) | "
+                         f"{100 * (p['accuracy'] - b['accuracy']):+.1f} | {'yes' if overlap else 'no'} |")
     for r in reports:
         for rnd in r.get("self_training", {}).get("rounds", []):
             prec = rnd["in_class_precision"]
@@ -164,6 +176,12 @@ def table(reports, args, name) -> tuple[list[str], dict]:
             + ([f"--name {args.name}"] if args.name else [])) + "`",
         f"Machine: {machine()}; TensorFlow backend."]
     return lines, bars
+
+
+def _interval(scored: dict) -> str:
+    """`31.2 % (29.5-33.0)`: a test accuracy and its 95 % Wilson interval."""
+    lo, hi = scored["interval_95"]
+    return f"{100 * scored['accuracy']:.1f} % ({100 * lo:.1f}-{100 * hi:.1f})"
 
 
 def _read(path):

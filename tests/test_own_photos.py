@@ -203,7 +203,8 @@ def tiny_run(own, tmp_path_factory):
     work = tmp_path_factory.mktemp("tinyrun")
     run_dir, export_dir = work / "run", work / "export"
     rc = run.main(["--preset", "tiny", "--data-dir", str(own / "labelled"), "--unlabelled-dir", str(own / "park"),
-                   "--test-dir", str(own / "test"), "--run-dir", str(run_dir), "--export-dir", str(export_dir)])
+                   "--test-dir", str(own / "test"), "--run-dir", str(run_dir), "--export-dir", str(export_dir),
+                   "--method", "all"])
     assert rc == 0
     return str(run_dir)
 
@@ -215,10 +216,12 @@ def test_tiny_end_to_end_with_your_own_photos(tiny_run, own):
     c = report["counts"]
     assert c["test"] == 6 and c["labelled"] == 15 and c["val"] == 3  # 18 labelled photos: 5 train, 1 val a class
     assert c["pool_from_labelled"] == 15 and c["pool_duplicates_left_out"] == 1 and c["non_images"] == 1
-    for key in ("baseline", "ssl", "best"):
+    for key in ("baseline", "ssl", "rotation_aux", "rotation_aux_scratch", "self_training", "fixmatch", "best"):
         t = report[key]["test"]
         assert t["photos"] == 6 and t["interval_95"][0] <= t["accuracy"] <= t["interval_95"][1]
     assert report["baseline"]["val"]["photos"] == 3
+    rounds = report["self_training"]["rounds"]
+    assert rounds and rounds[0]["class_unknown"] + rounds[0]["other_breeds"] <= rounds[0]["pseudo_labelled"]
     export = json.loads((Path(tiny_run) / "export.json").read_text())
     assert export["classes"] == ["beagle", "pug", "samoyed"]
     assert (Path(tiny_run).parent / "export" / "web" / "index.html").is_file()
@@ -234,3 +237,11 @@ def test_pretext_from_skips_the_rotation_stage(tiny_run, own, tmp_path, capsys):
     report = json.loads((tmp_path / "again" / "report.json").read_text())
     assert report["pretext_from"] == str(Path(tiny_run, "pretext", "best.keras").resolve())
     assert report["ssl"]["weights_copied"] > 0
+
+
+@pytest.mark.slow
+def test_predict_on_your_own_run(tiny_run, own, capsys):
+    photo = next((own / "test" / "samoyed").iterdir())
+    rc, out, err = run_main(capsys, "predict", "--run-dir", tiny_run, photo)
+    assert rc == 0, err
+    assert photo.name in out and sum(c in out for c in ("beagle", "pug", "samoyed")) == 3

@@ -85,10 +85,12 @@ def pseudo_label_report(keys, probs, chosen, classes, true_class) -> dict:
     pred = np.asarray(probs).argmax(1)
     truth = [true_class(keys[i]) for i in chosen]
     in_class = [(t, classes[pred[i]]) for i, t in zip(chosen, truth) if t in classes]
+    unknown = sum(t is None for t in truth)  # your own unlabelled folders: nobody knows their class
     return {
         "pool": len(keys),
         "pseudo_labelled": int(len(chosen)),
-        "other_breeds": int(len(chosen) - len(in_class)),
+        "other_breeds": int(len(chosen) - len(in_class) - unknown),
+        "class_unknown": int(unknown),
         "in_class_precision": float(np.mean([t == p for t, p in in_class])) if in_class else None,
         "per_class": {c: int((pred[chosen] == i).sum()) for i, c in enumerate(classes)},
     }
