@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ssl_keras import evaluate
-from ssl_keras.rundir import Run, best_classifier, classifiers, read_json, val_score, write_json
+from ssl_keras.rundir import Run, best_classifier, best_so_far, classifiers, entry, read_json, val_score, write_json
 
 
 def _rounded(value, digits=4):
@@ -51,10 +51,13 @@ def report(run: Run) -> dict:
                              "test": evaluate.scored(test, n_test),
                              "val": evaluate.scored(info.get("best_val_accuracy"), n_val)}
         rows.append((entry, info, test, gap))
-    best = best_classifier(run)
+    best, top = best_classifier(run), best_so_far(run)
     if best is not None:
         test = run.test_accuracy(best.dir)
+        rule = ("the highest validation score" if best.dir == top else
+                f"the run's last method: validation cannot tell it from the top scorer ({entry(cfg, top).label})")
         report["best"] = {"key": best.key, "method": best.method, "label": best.label, "dir": best.dir,
+                          "picked_by": rule, "top_val_key": entry(cfg, top).key,
                           "val_accuracy": run.stage_info(best.dir).get("best_val_accuracy"),
                           "val_accuracy_last": val_score(run.stage_info(best.dir)), "test_accuracy": test,
                           "gap_points": None if test is None or base is None else round(100 * (test - base), 1),
@@ -111,8 +114,9 @@ def summary_table(report: dict, rows) -> str:
     if "best" in report and report["best"]["test_accuracy"] is not None:
         b = report["best"]
         gap = "" if b["gap_points"] is None else f", {b['gap_points']:+.1f} points over the baseline"
-        text += (f"\n\nBest by validation accuracy (mean of its last 5 epochs): {b['label']} "
-                 f"(val {b['val_accuracy_last']:.3f}): test accuracy {_with_interval(b['test'])}{gap}.")
+        text += (f"\n\nShipped (picked by validation, mean of its last 5 epochs): {b['label']} "
+                 f"(val {b['val_accuracy_last']:.3f}; {b['picked_by']}): test accuracy "
+                 f"{_with_interval(b['test'])}{gap}.")
         base = report.get("baseline", {}).get("test")
         if b["key"] != "baseline" and base and base["interval_95"]:
             (lo, hi), (blo, bhi) = b["test"]["interval_95"], base["interval_95"]

@@ -161,7 +161,7 @@ def test_each_method_runs_end_to_end_and_has_a_report_row(tiny_all):
     assert best["val_accuracy_last"] == max(vals.values()) and vals[best["key"]] == best["val_accuracy_last"]
     assert best["test_accuracy"] == report[best["key"]]["test_accuracy"]
     assert best["path"].endswith(os.path.join(best["dir"], "best.keras")) and os.path.isfile(best["path"])
-    assert "Best by validation accuracy (mean of its last 5 epochs):" in out and "vs baseline" in out
+    assert "Shipped (picked by validation, mean of its last 5 epochs):" in out and "vs baseline" in out
 
 
 @pytest.mark.slow

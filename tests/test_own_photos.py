@@ -245,3 +245,25 @@ def test_predict_on_your_own_run(tiny_run, own, capsys):
     rc, out, err = run_main(capsys, "predict", "--run-dir", tiny_run, photo)
     assert rc == 0, err
     assert photo.name in out and sum(c in out for c in ("beagle", "pug", "samoyed")) == 3
+
+
+@pytest.mark.parametrize("n_val, scores, shipped", [
+    (20, {"baseline": 0.30, "finetune_1": 0.45, "fixmatch": 0.40}, "fixmatch"),  # 45 vs 40 % of 20: noise
+    (2000, {"baseline": 0.30, "finetune_1": 0.45, "fixmatch": 0.40}, "finetune_1"),  # of 2000: a real gap
+    (20, {"baseline": 0.30, "finetune_1": 0.35, "fixmatch": 0.80}, "fixmatch"),
+    (20, {"baseline": 0.90, "finetune_1": 0.35, "fixmatch": 0.30}, "baseline"),  # validation can tell: it decides
+])
+def test_the_shipped_classifier_is_the_last_method_unless_validation_can_tell(tmp_path, n_val, scores, shipped):
+    from ssl_keras import presets, rundir
+
+    cfg = presets.tiny()
+    cfg = type(cfg)(**{**cfg.__dict__, "method": ("pretrain", "fixmatch"), "also_frozen": False})
+    run = rundir.Run(cfg, str(tmp_path / "run"), log=lambda *a: None)
+    rundir.write_json(run.path("split.json"), {"classes": ["a", "b"], "val": [["k", 0]] * n_val, "labelled": [],
+                                               "test": [], "unlabelled": [], "unlabelled_val": []})
+    for name, score in scores.items():
+        os.makedirs(run.path(name))
+        rundir.write_json(run.path(name, "stage.json"), {"val_accuracy_last": score})
+        Path(run.path(name, "best.keras")).write_bytes(b"")
+    assert rundir.preferred_classifier(run) == "fixmatch"
+    assert rundir.best_classifier(run).dir == shipped
