@@ -72,8 +72,9 @@ def _classifier_stage(run: Run, name: str, init: str, freeze: str, fit, *, prete
     best = train.best_epoch(hist)
     plots.history(hist, name, run.path(name, "curves.png"), best_epoch=best)
     return run.finish_stage(name, start, epochs=len(hist.get("loss", [])),
-                            best_val_accuracy=max(hist.get("val_accuracy", [0.0])), best_epoch=best,
-                            val_accuracy_last=train.last_epochs_mean(hist), weights_copied=copied, init=init,
+                            best_val_accuracy=hist["val_accuracy"][best] if best is not None else 0.0,
+                            best_epoch=best, val_accuracy_last=train.last_epochs_mean(hist), weights_copied=copied,
+                            init=init,
                             teacher=teacher, freeze=freeze, **params, **extra)
 
 

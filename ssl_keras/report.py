@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from ssl_keras import evaluate
-from ssl_keras.rundir import Run, best_classifier, best_so_far, classifiers, entry, read_json, val_score, write_json
+from ssl_keras import rundir
+from ssl_keras.rundir import Run, best_classifier, classifiers, read_json, top_scorer, val_score, write_json
 
 
 def _rounded(value, digits=4):
@@ -51,13 +52,13 @@ def report(run: Run) -> dict:
                              "test": evaluate.scored(test, n_test),
                              "val": evaluate.scored(info.get("best_val_accuracy"), n_val)}
         rows.append((entry, info, test, gap))
-    best, top = best_classifier(run), best_so_far(run)
+    best, top = best_classifier(run), top_scorer(run)
     if best is not None:
         test = run.test_accuracy(best.dir)
         rule = ("the highest validation score" if best.dir == top else
-                f"the run's last method: validation cannot tell it from the top scorer ({entry(cfg, top).label})")
+                f"the latest classifier that validation cannot tell from the top scorer ({rundir.entry(cfg, top).label})")
         report["best"] = {"key": best.key, "method": best.method, "label": best.label, "dir": best.dir,
-                          "picked_by": rule, "top_val_key": entry(cfg, top).key,
+                          "picked_by": rule, "top_val_key": rundir.entry(cfg, top).key,
                           "val_accuracy": run.stage_info(best.dir).get("best_val_accuracy"),
                           "val_accuracy_last": val_score(run.stage_info(best.dir)), "test_accuracy": test,
                           "gap_points": None if test is None or base is None else round(100 * (test - base), 1),

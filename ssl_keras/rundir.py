@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from ssl_keras import config as config_lib
+from ssl_keras import evaluate
 
 
 @dataclass(frozen=True)
@@ -188,38 +189,35 @@ def trained_before(run: Run, before: str | None = None, extra=()) -> list[str]:
 
 
 def best_so_far(run: Run, before: str | None = None, extra=()) -> str | None:
+    """The trained classifier (of `trained_before`) that choices take: the latest one validation cannot tell from
+    the top scorer.
+
+    The top scorer has the highest `val_score`. With few validation photos that is often noise (one photo of 20 is
+    5 points), so every classifier whose 95 % Wilson interval on the run's validation photos overlaps the top
+    scorer's is as good as far as validation can tell, and the latest of them in `classifiers(cfg)` order wins:
+    later classifiers build on earlier ones (FixMatch starts from the best before it), and on the benchmark's
+    1,500 validation photos the later methods scored higher (README). With many validation photos this is the
+    top scorer, up to differences within noise.
+    """
+    names = trained_before(run, before, extra)
+    if not names:
+        return None
+    n = max(1, len(run.split["val"]))
+    interval = {name: evaluate.wilson_interval(round(val_score(run.stage_info(name)) * n), n) for name in names}
+    low = interval[top_scorer(run, before, extra)][0]
+    return [name for name in names if interval[name][1] >= low][-1]
+
+
+def top_scorer(run: Run, before: str | None = None, extra=()) -> str | None:
     """The trained classifier (of `trained_before`) with the highest `val_score`; ties go to the earlier one."""
     scored = [(val_score(run.stage_info(n)), -i, n) for i, n in enumerate(trained_before(run, before, extra))]
     return max(scored)[2] if scored else None
 
 
-def preferred_classifier(run: Run) -> str | None:
-    """The classifier of the run's last method (`cfg.method[-1]`; its last one when it makes several), if trained.
-
-    The presets' last method, FixMatch, is the one of the highest validation accuracy over the
-    benchmark's 3 seeds x 500 validation photos (README); with `pretrain` alone, the fine-tuned classifier.
-    """
-    names = [c.dir for c in classifiers(run.cfg) if c.method == run.cfg.method[-1]]
-    trained = trained_before(run)
-    return next((n for n in reversed(names) if n in trained), None)
-
-
 def best_classifier(run: Run) -> Classifier | None:
-    """The classifier a run ships: the highest validation score, unless validation cannot tell it from the preferred.
-
-    With few validation photos the top `val_score` is often noise (one photo of 20 is 5 points). So when the
-    95 % Wilson interval of the top score, on the run's validation photos, overlaps that of the preferred
-    classifier (`preferred_classifier`), the preferred one ships; otherwise the top scorer does. None before
-    any classifier is trained.
-    """
-    from ssl_keras import evaluate
-
-    best, preferred = best_so_far(run, before=None), preferred_classifier(run)
-    if best is None or preferred is None or best == preferred:
-        return entry(run.cfg, best) if best else None
-    n = len(run.split["val"])
-    top, pref = (evaluate.wilson_interval(round(val_score(run.stage_info(c)) * n), n) for c in (best, preferred))
-    return entry(run.cfg, preferred if pref[1] >= top[0] else best)
+    """The classifier a run ships (`best_so_far` over all of them), None before any is trained."""
+    best = best_so_far(run, before=None)
+    return entry(run.cfg, best) if best else None
 
 
 def model_path(run: Run, model_arg: str | None = None) -> str:

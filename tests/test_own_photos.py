@@ -253,7 +253,7 @@ def test_predict_on_your_own_run(tiny_run, own, capsys):
     (20, {"baseline": 0.30, "finetune_1": 0.35, "fixmatch": 0.80}, "fixmatch"),
     (20, {"baseline": 0.90, "finetune_1": 0.35, "fixmatch": 0.30}, "baseline"),  # validation can tell: it decides
 ])
-def test_the_shipped_classifier_is_the_last_method_unless_validation_can_tell(tmp_path, n_val, scores, shipped):
+def test_choices_take_the_latest_classifier_validation_cannot_tell_from_the_top(tmp_path, n_val, scores, shipped):
     from ssl_keras import presets, rundir
 
     cfg = presets.tiny()
@@ -265,5 +265,6 @@ def test_the_shipped_classifier_is_the_last_method_unless_validation_can_tell(tm
         os.makedirs(run.path(name))
         rundir.write_json(run.path(name, "stage.json"), {"val_accuracy_last": score})
         Path(run.path(name, "best.keras")).write_bytes(b"")
-    assert rundir.preferred_classifier(run) == "fixmatch"
+    assert rundir.top_scorer(run) == max(scores, key=scores.get)
     assert rundir.best_classifier(run).dir == shipped
+    assert rundir.best_so_far(run, "fixmatch") == ("baseline" if scores["baseline"] > 0.8 else "finetune_1")

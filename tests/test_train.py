@@ -27,6 +27,12 @@ def _pixels(n, seed=0):
     return np.random.default_rng(seed).uniform(0, 255, (n, SIZE, SIZE, 3)).astype("float32")
 
 
+@pytest.fixture(autouse=True)
+def _six_photos_pick_the_best_epoch(monkeypatch):
+    """These tests validate on 6 photos and pin the best-epoch checkpoint: count 6 as enough photos."""
+    monkeypatch.setattr(train, "SMALL_VALIDATION", 1)
+
+
 @pytest.fixture
 def datasets():
     x, y = _pixels(8 * STEPS), np.arange(8 * STEPS) % 3
@@ -251,3 +257,17 @@ def test_a_damaged_backup_restarts_the_stage_and_says_so(tmp_path, datasets, dam
                      resume=True, verbose=0, log=said.append)
     assert hist["epoch"] == [0.0, 1.0, 2.0, 3.0]
     assert len(said) == 1 and "starting the stage over" in said[0], said
+
+
+def test_few_validation_photos_keep_the_last_epoch(tmp_path, datasets, monkeypatch):
+    monkeypatch.setattr(train, "SMALL_VALIDATION", 100)  # the 6 validation photos are few
+    train_ds, val_ds = datasets
+    stage_dir = str(tmp_path / "stage")
+    hist = train.fit(_model(), train_ds, val_ds, StageConfig(epochs=3), stage_dir, steps_per_epoch=STEPS, verbose=0)
+    assert hist["val_photos"] == [6.0, 6.0, 6.0]
+    assert train.best_epoch(hist) == 2
+    with open(os.path.join(stage_dir, "best.json")) as f:
+        assert json.load(f)["epoch"] == 2
+    best, final = (keras.models.load_model(os.path.join(stage_dir, f)) for f in ("best.keras", "final.keras"))
+    x = next(iter(val_ds))[0]
+    np.testing.assert_allclose(best.predict(x, verbose=0), final.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
