@@ -30,6 +30,7 @@ import time
 from common import machine
 
 from ssl_keras import config as config_lib
+from ssl_keras import files
 from ssl_keras import presets
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -198,9 +199,7 @@ def report(results: dict, counts, seeds, cols, command: str, host: str, md_path:
 
 def _save(path: str, data: dict) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(path + ".tmp", path)
+    files.write_json(path, data)
 
 
 def main(argv=None) -> int:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import time
 
+from ssl_keras import files
 from ssl_keras.config import METHODS
 from ssl_keras.rundir import (Run, best_so_far, classifiers, model_path, read_json, trained_before, val_score,
                               write_json)
@@ -264,9 +264,7 @@ def self_training(run: Run) -> dict:
                        "student_val_accuracy_last": stage["val_accuracy_last"]})
     best = max(students, key=lambda n: val_score(run.stage_info(n)))
     for f in ("best.keras", "best.json", "final.keras", "history.csv", "curves.png"):
-        tmp = run.path("self_training", f + ".tmp")
-        shutil.copy(run.path(best, f), tmp)
-        os.replace(tmp, run.path("self_training", f))
+        files.copy(run.path(best, f), run.path("self_training", f))
     kept = run.stage_info(best)
     return run.finish_stage("self_training", start, **{k: kept[k] for k in (
         "epochs", "best_val_accuracy", "best_epoch", "val_accuracy_last", "weights_copied", "init", "freeze",

@@ -10,13 +10,13 @@ in `ssl_keras.experiment`.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
 from dataclasses import dataclass
 
 from ssl_keras import config as config_lib
+from ssl_keras.files import read_json, write_json
 
 
 @dataclass(frozen=True)
@@ -46,19 +46,6 @@ def classifiers(cfg) -> list[Classifier]:
     if "fixmatch" in cfg.method:
         out.append(Classifier("fixmatch", "fixmatch", "FixMatch", "fixmatch"))
     return out
-
-
-def write_json(path: str, obj) -> None:
-    """Writes JSON next to `path`, then renames it into place."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
-
-
-def read_json(path: str):
-    with open(path) as f:
-        return json.load(f)
 
 
 class Run:
