@@ -13,38 +13,28 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
 
 from ssl_keras import config as config_lib
+from ssl_keras import methods
+from ssl_keras.classifier_stage import best_so_far, val_score  # val_score: also the report's and the tables'
+from ssl_keras.config_base import Classifier
 from ssl_keras.files import read_json, write_json
 
 
-@dataclass(frozen=True)
-class Classifier:
-    """One breed classifier of a run."""
-
-    dir: str  # its stage directory inside the run directory
-    key: str  # its key in report.json
-    label: str  # its label in plots and tables
-    method: str  # the `method` that trains it ("pretrain": the article's pipeline)
-    freeze: str | None = None  # the article's fine-tuned classifiers: the backbone blocks frozen
-
-
 def classifiers(cfg) -> list[Classifier]:
-    """Every classifier the config trains, in training order: the one naming table of a run."""
+    """Every classifier the config trains, in training order: the one naming table of a run.
+
+    The article's classifiers, then those of each method of `cfg.method`, as its module declares them
+    (the table of `ssl_keras.methods`).
+    """
     out = [Classifier("baseline", "baseline", "baseline (from scratch)", "pretrain")]
     if cfg.freeze != "all" and cfg.also_frozen:
         out.append(Classifier("finetune_all", "ssl_frozen", "SSL, backbone frozen", "pretrain", "all"))
     fine_tuned = "SSL, backbone frozen" if cfg.freeze == "all" else "SSL, fine-tuned"
     out.append(Classifier(f"finetune_{cfg.freeze}", "ssl", fine_tuned, "pretrain", cfg.freeze))
-    if "rotation_aux" in cfg.method:
-        for start in cfg.rotation_aux.starts:
-            name = "rotation_aux" if start == "pretext" else "rotation_aux_scratch"
-            out.append(Classifier(name, name, f"rotation loss, from {start}", "rotation_aux"))
-    if "self_training" in cfg.method:
-        out.append(Classifier("self_training", "self_training", "self-training", "self_training"))
-    if "fixmatch" in cfg.method:
-        out.append(Classifier("fixmatch", "fixmatch", "FixMatch", "fixmatch"))
+    for m in methods.METHODS:
+        if m.name in cfg.method:
+            out += m.classifiers(cfg)
     return out
 
 
@@ -104,6 +94,11 @@ class Run:
         return split
 
     @property
+    def classifiers(self) -> list[Classifier]:
+        """The run's classifiers, in training order (`classifiers(cfg)`)."""
+        return classifiers(self.cfg)
+
+    @property
     def classes(self) -> list[str]:
         return self.split["classes"]
 
@@ -140,32 +135,6 @@ class Run:
 def entry(cfg, name: str) -> Classifier:
     """The row of `classifiers(cfg)` whose directory is `name`."""
     return next(c for c in classifiers(cfg) if c.dir == name)
-
-
-def val_score(info: dict) -> float:
-    """What picks between classifiers: the mean validation accuracy of a stage's last epochs.
-
-    The best epoch's accuracy is the largest of many noisy values on a few hundred photos,
-    and the more epochs a stage has, the more it overstates the model; the last epochs'
-    mean, after the cosine schedule has settled, does not.
-    """
-    return info.get("val_accuracy_last", info.get("best_val_accuracy", 0.0))
-
-
-def trained_before(run: Run, before: str | None = None, extra=()) -> list[str]:
-    """Stage directories of the trained classifiers listed before `before` in `classifiers(cfg)`, and `extra`."""
-    names = []
-    for entry in classifiers(run.cfg):
-        if entry.dir == before:
-            break
-        names.append(entry.dir)
-    return [n for n in [*names, *extra] if run.stage_info(n) and os.path.exists(run.path(n, "best.keras"))]
-
-
-def best_so_far(run: Run, before: str | None = None, extra=()) -> str | None:
-    """The trained classifier (of `trained_before`) with the highest `val_score`; ties go to the earlier one."""
-    scored = [(val_score(run.stage_info(n)), -i, n) for i, n in enumerate(trained_before(run, before, extra))]
-    return max(scored)[2] if scored else None
 
 
 def best_classifier(run: Run) -> Classifier | None:
