@@ -79,8 +79,8 @@ def fit_labelled(run, stage):
 
     def fit(model, stage_dir):
         steps = math.ceil(len(run.split["labelled"]) / run.cfg.data.batch_size)
-        return train.fit(model, run.labelled("labelled", training=True, stage=stage, repeat=True),
-                         run.labelled("val"), stage, stage_dir, steps_per_epoch=steps, resume=run.resume,
+        return train.fit(model, run.dataset("labelled", training=True, stage=stage, repeat=True),
+                         run.dataset("val"), stage, stage_dir, steps_per_epoch=steps, resume=run.resume,
                          verbose=run.verbose, log=run.log)
 
     return fit

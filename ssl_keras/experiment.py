@@ -3,12 +3,13 @@
     from ssl_keras import experiment, presets, rundir
     run = rundir.Run(presets.quick(), "models/my-run")
     experiment.prepare(run.cfg)
-    experiment.run_stages(run, experiment.PIPELINE)
+    experiment.run_stages(run, experiment.STAGES)
 
 The command line (`ssl_keras.run`) and every benchmark call these functions, so a
 benchmark makes exactly the splits and models that `python -m ssl_keras.run` makes.
-The article's stages (baseline, pretext, finetune), the methods that use the
-unlabelled photos again (`ssl_keras.methods`), scoring, predict and export.
+`STAGES` is the one list of the stages, in pipeline order: the article's (baseline,
+pretext, finetune), the methods that use the unlabelled photos again
+(`ssl_keras.methods`), evaluate, export and report. `predict` is not a stage.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ssl_keras.rundir import Run, classifiers, model_path, read_json, write_json
 # --- the article's stages ----------------------------------------------------------------------------------------
 
 
-def baseline(run: Run) -> dict:
+def baseline_stage(run: Run) -> dict:
     """A classifier trained from scratch on the labelled photos."""
     return classifier_stage.run_stage(run, "baseline", "scratch", "none",
                                       classifier_stage.fit_labelled(run, run.cfg.baseline))
@@ -36,7 +37,7 @@ def _accelerator() -> str | None:
     return "/GPU:0" if tf.config.list_physical_devices("GPU") else None
 
 
-def pretext(run: Run) -> dict:
+def pretext_stage(run: Run) -> dict:
     """The same backbone with a 4-way head, trained to predict the rotation of unlabelled photos."""
     from ssl_keras import data, distribute, models, plots, rotations, train
 
@@ -70,7 +71,7 @@ def pretext(run: Run) -> dict:
                             val_accuracy_last=train.last_epochs_mean(hist), samples_per_epoch=4 * len(keys))
 
 
-def finetune(run: Run) -> dict:
+def finetune_stage(run: Run) -> dict:
     """Fresh breed classifiers on the pretext backbone: fully frozen (for comparison) and as configured."""
     model = classifier_stage.pretext_model(run)
     out = {}
@@ -93,19 +94,19 @@ def methods_stage(run: Run) -> dict:
 # --- scoring, predict, export ------------------------------------------------------------------------------------
 
 
-def evaluate(run: Run) -> dict:
+def evaluate_stage(run: Run) -> dict:
     """Test metrics of every classifier of the run, from its best checkpoint."""
 
-    from ssl_keras import evaluate as evaluate_lib, models, plots
+    from ssl_keras import evaluate, models, plots
 
-    test = run.labelled("test")
+    test = run.dataset("test")
     out = {}
     for entry in classifiers(run.cfg):
         path = run.path(entry.dir, "best.keras")
         if not os.path.exists(path):
             continue
-        probs, labels = evaluate_lib.predict_dataset(models.load(path), test)
-        m = evaluate_lib.metrics(probs, labels, run.classes)
+        probs, labels = evaluate.predict_dataset(models.load(path), test)
+        m = evaluate.metrics(probs, labels, run.classes)
         write_json(run.path(entry.dir, "test_metrics.json"), m)
         plots.confusion(m["confusion"], run.classes, run.path(entry.dir, "confusion.png"),
                         f"{entry.label}: confusion (test)")
@@ -122,9 +123,9 @@ def photo_probabilities(model, path):
     Raises:
         ValueError: naming the file, when it is not a photo.
     """
-    from ssl_keras import evaluate as evaluate_lib, preprocessing
+    from ssl_keras import evaluate, preprocessing
 
-    return evaluate_lib.predict_image(model, preprocessing.read_photo(path))
+    return evaluate.predict_image(model, preprocessing.read_photo(path))
 
 
 def predict(run: Run, images, model_arg=None, top_k=None, out=print, err=print) -> int:
@@ -133,7 +134,7 @@ def predict(run: Run, images, model_arg=None, top_k=None, out=print, err=print) 
     Returns:
         0 when every photo was read, else 1.
     """
-    from ssl_keras import evaluate as evaluate_lib, models
+    from ssl_keras import evaluate, models
 
     if not images:
         raise ValueError("`predict` needs at least one photo: python -m ssl_keras.run predict PHOTO.jpg")
@@ -149,27 +150,33 @@ def predict(run: Run, images, model_arg=None, top_k=None, out=print, err=print) 
             failed += 1
             continue
         out(f"\n{image_path}")
-        for name, p in evaluate_lib.top_k(probs, run.classes, top_k or run.cfg.top_k):
+        for name, p in evaluate.top_k(probs, run.classes, top_k or run.cfg.top_k):
             out(f"  {p * 100:6.2f}%  {'#' * round(p * 30):30s} {name}")
     return 1 if failed else 0
 
 
-def export(run: Run, model_arg=None, export_dir="export", model_name="dog_breeds", top_k=None) -> dict:
+def export_stage(run: Run, model_arg=None, export_dir="export", model_name="dog_breeds", top_k=None) -> dict:
     """SavedModel (a new version), TF.js float32/float16 and the web page under `export_dir`.
 
     The TF.js models are measured on the run's test split; the returned dict, which names
     the run and the model file, is written to `export_dir/export.json` and `run/export.json`.
     """
-
-    from ssl_keras import export as export_lib, models
+    from ssl_keras import export, models
 
     path = model_path(run, model_arg)
     run.log(f"\n[export] {path} -> {export_dir}/")
-    info = export_lib.export_all(models.load(path), run.classes, export_dir, model_name=model_name,
-                                 top_k=top_k or run.cfg.top_k, test_items=run.split["test"], source=run.source,
-                                 provenance={"run_dir": os.path.abspath(run.dir), "model": os.path.abspath(path)})
+    info = export.export_all(models.load(path), run.classes, export_dir, model_name=model_name,
+                             top_k=top_k or run.cfg.top_k, test_items=run.split["test"], source=run.source,
+                             provenance={"run_dir": os.path.abspath(run.dir), "model": os.path.abspath(path)})
     write_json(run.path("export.json"), info)
     return info
+
+
+def report_stage(run: Run) -> dict:
+    """report.json, the comparison and example plots, and the summary table (`ssl_keras.report`)."""
+    from ssl_keras import report
+
+    return report.report(run)
 
 
 # --- running stages ----------------------------------------------------------------------------------------------
@@ -187,8 +194,17 @@ def prepare(cfg) -> None:
         keras.mixed_precision.set_global_policy("mixed_float16")
 
 
-TRAINING = {"baseline": baseline, "pretext": pretext, "finetune": finetune, "methods": methods_stage}
-PIPELINE = ("baseline", "pretext", "finetune", "methods", "evaluate", "export", "report")
+# The stages, in pipeline order (`python -m ssl_keras.run` runs them all): the one list of their names.
+STAGES = {
+    "baseline": baseline_stage,
+    "pretext": pretext_stage,
+    "finetune": finetune_stage,
+    "methods": methods_stage,
+    "evaluate": evaluate_stage,
+    "export": export_stage,
+    "report": report_stage,
+}
+TRAINING = ("baseline", "pretext", "finetune", "methods")  # skipped when finished; their time is in stage.json
 
 
 def _trained_seconds(run: Run, stage: str) -> float:
@@ -203,29 +219,26 @@ def _trained_seconds(run: Run, stage: str) -> float:
 
 
 def run_stages(run: Run, stages, *, export_dir="export", model_name="dog_breeds", model=None, top_k=None) -> dict:
-    """Runs `stages` (names from `PIPELINE`) in order, recording each one's wall time in wall_time.json.
+    """Runs `stages` (names from `STAGES`) in order, recording each one's wall time in wall_time.json.
+
+    `export_dir`, `model_name`, `model` (a .keras file; default: the run's best) and `top_k` are the
+    export's.
 
     Returns:
         The report when `report` was among them, else {}.
     """
+    options = {"export": {"model_arg": model, "export_dir": export_dir, "model_name": model_name, "top_k": top_k}}
     wall_path = run.path("wall_time.json")
     wall = read_json(wall_path) if os.path.exists(wall_path) else {}
     result = {}
     for stage in stages:
+        if stage not in STAGES:
+            raise ValueError(f"Unknown stage {stage!r}. Expected one of {tuple(STAGES)}.")
         start, trained = time.time(), run.trained
-        if stage in TRAINING:
-            TRAINING[stage](run)
-        elif stage == "evaluate":
-            evaluate(run)
-        elif stage == "export":
-            export(run, model, export_dir, model_name, top_k)
-        elif stage == "report":
-            from ssl_keras import report
-
-            result = report.report(run)
+        out = STAGES[stage](run, **options.get(stage, {}))
+        if stage == "report":
+            result = out
             continue
-        else:
-            raise ValueError(f"Unknown stage {stage!r}. Expected one of {PIPELINE}.")
         if stage in TRAINING and run.trained == trained:
             # Skipped by --resume: keep the time it took, or, for a stage trained elsewhere and copied
             # in, read the time its stage.json recorded.

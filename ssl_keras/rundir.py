@@ -107,9 +107,18 @@ class Run:
         """Every unlabelled photo (the rotation task's train and validation parts); never val or test."""
         return self.split["unlabelled"] + self.split["unlabelled_val"]
 
-    def labelled(self, part: str, *, training=False, stage=None, repeat=False):
+    def dataset(self, part: str, *, training=False, stage=None, repeat=False):
+        """Batches of (pixels, class index) of one labelled part of the split.
+
+        Args:
+            part: "labelled" (the labelled training photos), "val" or "test".
+            training: shuffle the photos, and augment them as the `StageConfig` `stage` says.
+            repeat: endless batches.
+        """
         from ssl_keras import data
 
+        if part not in ("labelled", "val", "test"):
+            raise ValueError(f"`part` must be one of ('labelled', 'val', 'test'). Received: {part!r}")
         d = self.cfg.data
         return data.labelled_dataset(self.source, self.split[part], d.image_size, d.batch_size, training=training,
                                      stage=stage, seed=self.cfg.seed, repeat=repeat)

@@ -153,7 +153,7 @@ def stage(run) -> dict:
                                              seed=cfg.seed)
         return train_classifier(
             model, cfg.model, d.image_size, len(run.classes), mc,
-            run.labelled("labelled", training=True, stage=mc.train, repeat=True), unlabelled, run.labelled("val"),
+            run.dataset("labelled", training=True, stage=mc.train, repeat=True), unlabelled, run.dataset("val"),
             steps_per_epoch=math.ceil(len(run.pool) / (mc.ratio * d.batch_size)), stage_dir=stage_dir,
             photos=classifier_stage.pool_photos(run), seed=cfg.seed, resume=run.resume, verbose=run.verbose,
             log=run.log)

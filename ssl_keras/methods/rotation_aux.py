@@ -121,12 +121,12 @@ def stage(run) -> dict:
             unlabelled = data.unlabelled_dataset(run.source, run.pool, d.image_size,
                                                  mc.unlabelled_batch_size or d.batch_size, stage=mc.train,
                                                  seed=cfg.seed)
+            labelled = run.dataset("labelled", training=True, stage=mc.train, repeat=True)
             return train_classifier(
-                model, cfg.model, d.image_size, mc, run.labelled("labelled", training=True, stage=mc.train,
-                                                                 repeat=True),
-                unlabelled, run.labelled("val"), steps_per_epoch=math.ceil(len(run.split["labelled"]) / d.batch_size),
-                stage_dir=stage_dir, pretext=pretext_model, photos=classifier_stage.pool_photos(run),
-                resume=run.resume, verbose=run.verbose, log=run.log)
+                model, cfg.model, d.image_size, mc, labelled, unlabelled, run.dataset("val"),
+                steps_per_epoch=math.ceil(len(run.split["labelled"]) / d.batch_size), stage_dir=stage_dir,
+                pretext=pretext_model, photos=classifier_stage.pool_photos(run), resume=run.resume,
+                verbose=run.verbose, log=run.log)
 
         freeze = classifier_stage.method_freeze(cfg) if start == "pretext" else "none"
         out[name] = classifier_stage.run_stage(run, name, start, freeze, fit, pretext=pretext_model,

@@ -187,7 +187,7 @@ def _pseudo_labels(run, members: list[str], pool, classes, mc, true_class) -> di
     d = run.cfg.data
     teachers = [models.load(run.path(m, "best.keras")) for m in members]
     batches = data.labelled_dataset(run.source, [[k, 0] for k in pool], d.image_size, d.batch_size)
-    val_probs = np.mean([predict_flip_mean(t, run.labelled("val")) for t in teachers], axis=0)
+    val_probs = np.mean([predict_flip_mean(t, run.dataset("val")) for t in teachers], axis=0)
     probs = np.mean([predict_flip_mean(t, batches) for t in teachers], axis=0)
     val_labels = np.array([y for _, y in run.split["val"]])
     threshold = (threshold_for_precision(val_probs, val_labels, mc.min_precision) if mc.min_precision
@@ -332,7 +332,7 @@ def stage(run) -> dict:
                               data.augmenter(mc.train, cfg.seed), mc.rotation_weight > 0, cfg.seed,
                               mixup_alpha=mc.mixup)
             steps = math.ceil((len(lab_keys) + len(chosen["keys"])) / d.batch_size)
-            return train_student(model, cfg.model, d.image_size, mc, batches, run.labelled("val"),
+            return train_student(model, cfg.model, d.image_size, mc, batches, run.dataset("val"),
                                  steps_per_epoch=steps, stage_dir=stage_dir, photos=classifier_stage.pool_photos(run),
                                  resume=run.resume, verbose=run.verbose, log=run.log)
 
