@@ -91,7 +91,7 @@ def methods_stage(run: Run) -> dict:
     return {m.name: m.stage(run) for m in methods.METHODS if m.name in run.cfg.method}
 
 
-# --- scoring, predict, export ------------------------------------------------------------------------------------
+# --- scoring, predict, export, report ----------------------------------------------------------------------------
 
 
 def evaluate_stage(run: Run) -> dict:

@@ -4,8 +4,10 @@ A run directory explains itself: `config.json` (the resolved config), `split.jso
 `skipped.json`, one folder a stage (`history.csv`, `curves.png`, `best.keras`,
 `final.keras`, `stage.json`, `logs/` for TensorBoard), `wall_time.json`, `report.json`
 and the plots. `classifiers(cfg)` is the one table that names every classifier of a run:
-its directory, its `report.json` key and its plot label. The stages that fill a run are
-in `ssl_keras.experiment`.
+its directory, its `report.json` key and its plot label (a method's rows are its module's,
+through the table of `ssl_keras.methods`). The stages that fill a run are in
+`ssl_keras.experiment`; the scores that choose between its classifiers, in
+`ssl_keras.classifier_stage`.
 """
 
 from __future__ import annotations
