@@ -30,11 +30,11 @@ import time
 from common import machine
 
 from ssl_keras import config as config_lib
-from ssl_keras import presets
+from ssl_keras import experiment, files, presets
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_LABELS = ("5", "10", "25", "57", "100", "250", "all")
-STAGES = ("baseline", "pretext", "finetune", "methods", "evaluate", "report")
+STAGES = tuple(s for s in experiment.STAGES if s != "export")
 # Gidaris, Singh & Komodakis, "Unsupervised Representation Learning by Predicting Image Rotations",
 # ICLR 2018, semi-supervised CIFAR-10 (labels per class -> test accuracy %).
 ROTNET_CIFAR10 = {20: (64.6, 33.7), 100: (75.3, 47.3)}
@@ -88,7 +88,7 @@ def label_counts(wanted, most: int) -> list[tuple[str, int]]:
 
 def run_cell(cfg, seed: int, n: int, run_dir: str, pretext_from: str | None) -> dict:
     """The report of one cell's run (trained, resumed or read back)."""
-    from ssl_keras import experiment, rundir
+    from ssl_keras import rundir
 
     report_path = os.path.join(run_dir, "report.json")
     if not os.path.exists(report_path):
@@ -198,9 +198,7 @@ def report(results: dict, counts, seeds, cols, command: str, host: str, md_path:
 
 def _save(path: str, data: dict) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(path + ".tmp", path)
+    files.write_json(path, data)
 
 
 def main(argv=None) -> int:

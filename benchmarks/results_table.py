@@ -6,7 +6,7 @@
 
 Each seed is the run `python -m ssl_keras.run --preset P --seed S --data-dir D --run-dir models/results-NAME/seedS
 --resume [--method M] [--set ...]` makes, every stage but the export, made in-process by `ssl_keras.experiment`
-with the config resolved the same way. A finished seed is read back, an interrupted one resumes. NAME is the preset
+with the config `ssl_keras.run.resolve` makes of those flags. A finished seed is read back, an interrupted one resumes. NAME is the preset
 unless `--name` says otherwise. Writes, under `results/NAME/`: table.md (each classifier's test accuracy, its gap
 to the baseline, the classifier picked by validation accuracy, with the command and the machine), comparison.png,
 and per seed the run's report.json, config.json, split.json, and each stage's history.csv, curves.png and
@@ -25,13 +25,14 @@ import sys
 from common import machine
 
 from ssl_keras import config as config_lib
-from ssl_keras import presets
+from ssl_keras import experiment, presets
+from ssl_keras import run as cli
 
 # Plots that show a photo (prediction.png, pretext/rotations.png) stay in the run directory: the photos are
 # ImageNet's and are not committed.
 KEEP = ("report.json", "config.json", "split.json")
 STAGE_KEEP = ("history.csv", "curves.png", "stage.json", "test_metrics.json", "pseudo_labels.json")
-STAGES = ("baseline", "pretext", "finetune", "methods", "evaluate", "report")
+STAGES = tuple(s for s in experiment.STAGES if s != "export")
 
 
 def parse(argv):
@@ -48,19 +49,19 @@ def parse(argv):
 
 
 def config_for(args, seed: int):
-    """The config `python -m ssl_keras.run --preset P --seed S --data-dir D [--method M] [--set ...]` resolves."""
-    cfg = presets.preset(args.preset)
+    """The config `python -m ssl_keras.run --preset P --seed S --data-dir D [--method M] [--set ...]` resolves,
+    by the command line's own `resolve`."""
+    argv = ["--preset", args.preset, "--seed", str(seed), "--data-dir", args.data_dir]
+    argv += ["--method", args.method] if args.method else []
     for assignment in args.set:
-        cfg = config_lib.override(cfg, config_lib.parse_assignment(assignment))
-    flags = {"seed": seed, "data": {"data_dir": args.data_dir}}
-    if args.method:
-        flags["method"] = list(config_lib.METHODS) if args.method == "all" else args.method
-    return config_lib.override(cfg, flags)
+        argv += ["--set", assignment]
+    cfg, _ = cli.resolve(cli.build_parser().parse_intermixed_args(argv))
+    return cfg
 
 
 def run_seed(args, seed: int, name: str) -> str:
     """Runs (or resumes) one seed's experiment; returns its run directory."""
-    from ssl_keras import experiment, rundir
+    from ssl_keras import rundir
 
     cfg = config_for(args, seed)
     run_dir = os.path.join(args.models, f"results-{name}", f"seed{seed}")

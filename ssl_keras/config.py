@@ -12,19 +12,14 @@ import json
 import typing
 from dataclasses import dataclass, field
 
+from ssl_keras import methods
+from ssl_keras.config_base import STRATEGIES, StageConfig
+from ssl_keras.config_base import check as _check
+
 FREEZE_CHOICES = ("all", "none")
-# The article's pipeline, and the semi-supervised methods that run after it (`ssl_keras.methods`).
-METHODS = ("pretrain", "rotation_aux", "self_training", "fixmatch")
-ROTATION_STARTS = ("scratch", "pretext")
-STUDENT_INITS = ("scratch", "pretext", "teacher")
-TEACHERS = ("best", "ensemble")
+# The article's pipeline, and the semi-supervised methods that run after it (the table of `ssl_keras.methods`).
+METHODS = ("pretrain", *(m.name for m in methods.METHODS))
 POOLING_CHOICES = ("flatten", "avg")
-STRATEGIES = ("default", "mirrored", "multiworker")
-
-
-def _check(cond, msg):
-    if not cond:
-        raise ValueError(msg)
 
 
 @dataclass(frozen=True)
@@ -103,139 +98,25 @@ class ModelConfig:
         _check(self.pretext_blocks >= 0, f"`pretext_blocks` must be >= 0. Received: {self.pretext_blocks}")
 
 
-@dataclass(frozen=True)
-class StageConfig:
-    """How one training stage fits: epochs, optimiser, early stopping, augmentation."""
-
-    epochs: int = 30
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    patience: int = 0  # 0: no early stopping
-    augment: bool = True
-    flip: bool = True
-    translate: float = 0.1
-    zoom: float = 0.1
-
-    def __post_init__(self):
-        _check(self.epochs >= 1, f"`epochs` must be >= 1. Received: {self.epochs}")
-        _check(self.learning_rate > 0, f"`learning_rate` must be > 0. Received: {self.learning_rate}")
-        _check(self.weight_decay >= 0, f"`weight_decay` must be >= 0. Received: {self.weight_decay}")
-        _check(self.patience >= 0, f"`patience` must be >= 0. Received: {self.patience}")
-        _check(0.0 <= self.translate < 1.0, f"`translate` must be in [0, 1). Received: {self.translate}")
-        _check(0.0 <= self.zoom < 1.0, f"`zoom` must be in [0, 1). Received: {self.zoom}")
+def _with_method_configs(cls):
+    """Adds to the class `cls` a field after `method` for each method with a config (`Method.config`),
+    named as the method and defaulting to its config's defaults: `cfg.fixmatch` is a `FixMatchConfig`."""
+    annotations = {}
+    for name, annotation in cls.__annotations__.items():
+        annotations[name] = annotation
+        if name == "method":
+            for m in methods.METHODS:
+                _check(m.name not in cls.__annotations__ and m.name != "pretrain",
+                       f"A method cannot be named as a config key or `pretrain`. Received: {m.name!r}")
+                if m.config is not None:
+                    annotations[m.name] = m.config
+                    setattr(cls, m.name, field(default_factory=m.config))
+    cls.__annotations__ = annotations
+    return cls
 
 
 @dataclass(frozen=True)
-class RotationAuxConfig:
-    """Rotation as an auxiliary loss (S4L-Rotation): one backbone, a breed head and a rotation head.
-
-    Each step: the breed loss on a labelled batch, plus `weight` x the rotation loss on the four
-    rotations of that batch and of an unlabelled batch of `unlabelled_batch_size` photos.
-    `starts` lists the runs to make: from a random backbone, from the pretext model (backbone and
-    rotation head), or both. An epoch is a pass over the labelled photos.
-    """
-
-    starts: tuple[str, ...] = ROTATION_STARTS
-    weight: float = 1.0
-    unlabelled_batch_size: int = 0  # 0: the labelled batch size, as in S4L
-    train: StageConfig = field(default_factory=lambda: StageConfig(epochs=60))
-
-    def __post_init__(self):
-        object.__setattr__(self, "starts", tuple(self.starts))
-        _check(self.starts and set(self.starts) <= set(ROTATION_STARTS) and len(set(self.starts)) == len(self.starts),
-               f"`rotation_aux.starts` must list distinct values of {ROTATION_STARTS}. Received: {list(self.starts)}")
-        _check(self.weight >= 0, f"`rotation_aux.weight` must be >= 0. Received: {self.weight}")
-        _check(self.unlabelled_batch_size >= 0,
-               f"`rotation_aux.unlabelled_batch_size` must be >= 0. Received: {self.unlabelled_batch_size}")
-
-
-@dataclass(frozen=True)
-class SelfTrainingConfig:
-    """Self-training: a teacher labels the unlabelled pool, a student learns from both.
-
-    The teacher is the classifier of the run with the best validation score so far (round 2 on:
-    the previous students count too), or with `teacher="ensemble"` the mean prediction of every
-    classifier within `ensemble_margin` of that score. A pool photo gets a pseudo-label
-    when the teacher's confidence (the mean of the photo and its mirror image) is at least
-    the threshold: `threshold`, or with `min_precision > 0` the lowest confidence at which
-    the teacher is right on `min_precision` of the *validation* photos. At most `per_class`
-    photos a class (the most confident; 0: no cap) and, with `balance`, as many for every
-    class as the class with fewest. Targets are the teacher's probabilities (`soft`, sharpened
-    by `temperature` < 1) or its top breed. The student (`init`) trains on the labelled and pseudo-labelled photos with
-    augmentation, `labelled_fraction` of each batch labelled, plus `rotation_weight` x the
-    rotation loss on the batch; with `mixup` > 0, photos and targets are blended (MixUp, Beta(mixup,
-    mixup)), as pseudo-labelling needs against confirmation bias (Arazo et al. 2020). An epoch is a
-    pass over the labelled and pseudo-labelled photos.
-    """
-
-    rounds: int = 1
-    teacher: str = "best"
-    ensemble_margin: float = 0.05
-    threshold: float = 0.0
-    min_precision: float = 0.0
-    per_class: int = 0
-    balance: bool = True
-    soft: bool = True
-    temperature: float = 1.0
-    mixup: float = 0.0
-    labelled_fraction: float = 0.25
-    rotation_weight: float = 0.0
-    init: str = "pretext"
-    train: StageConfig = field(default_factory=lambda: StageConfig(epochs=30))
-
-    def __post_init__(self):
-        _check(self.rounds >= 1, f"`self_training.rounds` must be >= 1. Received: {self.rounds}")
-        _check(self.teacher in TEACHERS,
-               f"`self_training.teacher` must be one of {TEACHERS}. Received: {self.teacher!r}")
-        _check(self.ensemble_margin >= 0,
-               f"`self_training.ensemble_margin` must be >= 0. Received: {self.ensemble_margin}")
-        _check(self.temperature > 0, f"`self_training.temperature` must be > 0. Received: {self.temperature}")
-        _check(self.mixup >= 0, f"`self_training.mixup` must be >= 0 (0: no MixUp). Received: {self.mixup}")
-        _check(0.0 <= self.threshold < 1.0, f"`self_training.threshold` must be in [0, 1). Received: {self.threshold}")
-        _check(0.0 <= self.min_precision < 1.0,
-               f"`self_training.min_precision` must be in [0, 1). Received: {self.min_precision}")
-        _check(self.per_class >= 0, f"`self_training.per_class` must be >= 0. Received: {self.per_class}")
-        _check(0.0 < self.labelled_fraction < 1.0,
-               f"`self_training.labelled_fraction` must be in (0, 1). Received: {self.labelled_fraction}")
-        _check(self.rotation_weight >= 0,
-               f"`self_training.rotation_weight` must be >= 0. Received: {self.rotation_weight}")
-        _check(self.init in STUDENT_INITS,
-               f"`self_training.init` must be one of {STUDENT_INITS}. Received: {self.init!r}")
-
-
-@dataclass(frozen=True)
-class FixMatchConfig:
-    """Consistency training in the manner of FixMatch (Sohn et al. 2020).
-
-    Each step: the breed loss on a weakly augmented labelled batch, plus `weight` x the
-    cross-entropy between the prediction on a strongly augmented (RandAugment) unlabelled photo
-    and the top breed predicted on its weakly augmented view, counted only where that
-    prediction's confidence is at least `threshold`. `ratio` unlabelled photos per labelled
-    one. The classifier starts from `init` (`teacher`: the run's best classifier so far).
-    An epoch is a pass over the unlabelled pool. The threshold was chosen on validation
-    (docs/experiments.md): FixMatch's 0.95 lets 0.2 % of the pool through at this teacher's
-    confidence, 0.7 about 9 %.
-    """
-
-    threshold: float = 0.7
-    ratio: int = 7
-    weight: float = 1.0
-    strong_ops: int = 2
-    strong_factor: float = 0.5
-    init: str = "teacher"
-    train: StageConfig = field(default_factory=lambda: StageConfig(epochs=20, learning_rate=3e-4))
-
-    def __post_init__(self):
-        _check(0.0 < self.threshold < 1.0, f"`fixmatch.threshold` must be in (0, 1). Received: {self.threshold}")
-        _check(self.ratio >= 1, f"`fixmatch.ratio` must be >= 1. Received: {self.ratio}")
-        _check(self.weight >= 0, f"`fixmatch.weight` must be >= 0. Received: {self.weight}")
-        _check(self.strong_ops >= 1, f"`fixmatch.strong_ops` must be >= 1. Received: {self.strong_ops}")
-        _check(0.0 < self.strong_factor <= 1.0,
-               f"`fixmatch.strong_factor` must be in (0, 1]. Received: {self.strong_factor}")
-        _check(self.init in STUDENT_INITS, f"`fixmatch.init` must be one of {STUDENT_INITS}. Received: {self.init!r}")
-
-
-@dataclass(frozen=True)
+@_with_method_configs
 class Config:
     """One resolved run. `freeze` is "all", "none" or the number of leading blocks to freeze."""
 
@@ -251,9 +132,7 @@ class Config:
     pretext_from: str | None = None  # a finished rotation model (.keras or run directory) to reuse, not train
     also_frozen: bool = True  # the default run also trains an all-frozen classifier, for comparison
     method: tuple[str, ...] = ("pretrain",)  # pretrain: the article's stages only; others run after them
-    rotation_aux: RotationAuxConfig = field(default_factory=RotationAuxConfig)
-    self_training: SelfTrainingConfig = field(default_factory=SelfTrainingConfig)
-    fixmatch: FixMatchConfig = field(default_factory=FixMatchConfig)
+    # then the config of each method of `ssl_keras.methods` that has one, as `cfg.<method>` (`_with_method_configs`)
     mixed_precision: bool = False
     strategy: str = "default"
     top_k: int = 5

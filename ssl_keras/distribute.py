@@ -35,7 +35,7 @@ import os
 
 import tensorflow as tf
 
-from ssl_keras.config import STRATEGIES as STRATEGY_NAMES
+from ssl_keras.config_base import STRATEGIES as STRATEGY_NAMES
 
 _made: dict[str, tf.distribute.Strategy] = {}
 

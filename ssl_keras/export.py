@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ssl_keras import preprocessing, quiet
+from ssl_keras import files, preprocessing, quiet
 
 BYTES_SIGNATURE = "serving_default"
 PIXELS_SIGNATURE = "predict_pixels"
@@ -375,10 +375,7 @@ def export_all(model, class_names, export_dir: str, *, model_name: str = "dog_br
             "tfjs_max_abs_probability_difference_from_keras": float(np.abs(p32 - keras_probs).max()),
         }
     info["wall_time_s"] = round(time.time() - start, 1)
-    write_path = os.path.join(export_dir, "export.json")
-    with open(write_path + ".tmp", "w") as f:
-        json.dump(info, f, indent=1)
-    os.replace(write_path + ".tmp", write_path)
+    files.write_json(os.path.join(export_dir, "export.json"), info)
     _print_summary(info)
     return info
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from ssl_keras.config import (Config, DataConfig, FixMatchConfig, ModelConfig, RotationAuxConfig, SelfTrainingConfig,
-                              StageConfig)
+from ssl_keras.config import Config, DataConfig, ModelConfig, StageConfig
+from ssl_keras.methods.fixmatch import FixMatchConfig
+from ssl_keras.methods.rotation_aux import RotationAuxConfig
+from ssl_keras.methods.self_training import SelfTrainingConfig
 
 
 def quick() -> Config:

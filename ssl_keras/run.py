@@ -15,15 +15,11 @@ import sys
 import time
 
 from ssl_keras import config as config_lib
-from ssl_keras import presets
+from ssl_keras import experiment, presets
 
 MODELS_DIR = "models"
-# stage -> the experiment stages it runs; `all` is the whole pipeline (experiment.PIPELINE)
-STAGES = {
-    "all": ("baseline", "pretext", "finetune", "methods", "evaluate", "export", "report"),
-    "baseline": ("baseline",), "pretext": ("pretext",), "finetune": ("finetune",), "methods": ("methods",),
-    "evaluate": ("evaluate",), "report": ("report",), "export": ("export",), "predict": (),
-}
+# The `STAGE` argument -> the stages it runs: `all` is every stage of `experiment.STAGES`, `predict` none of them.
+STAGE_CHOICES = {"all": tuple(experiment.STAGES), **{s: (s,) for s in experiment.STAGES}, "predict": ()}
 STARTS_RUN = ("all", "baseline", "pretext")  # the stages that may make a new run directory
 
 
@@ -31,10 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m ssl_keras.run",
         description="Rotation self-supervision on dog photos: a few labels, many unlabelled photos.",
-        epilog="Stages: all (default: baseline, pretext, finetune, methods, evaluate, export, report), baseline, "
-               "pretext, finetune, methods, evaluate, report, predict PHOTO..., export.",
+        epilog=f"Stages: all (default: {', '.join(experiment.STAGES)}), {', '.join(experiment.STAGES)}, "
+               "predict PHOTO...",
     )
-    p.add_argument("stage", nargs="?", default="all", choices=list(STAGES), help="what to run (default: all)")
+    p.add_argument("stage", nargs="?", default="all", choices=list(STAGE_CHOICES), help="what to run (default: all)")
     p.add_argument("images", nargs="*", help="photos for `predict`")
     p.add_argument("--preset", choices=sorted(presets.PRESETS), help="named config (default: default)")
     p.add_argument("--config", metavar="FILE", help="JSON file of config overrides, applied after the preset")
@@ -237,9 +233,9 @@ def main(argv=None) -> int:
         from ssl_keras import quiet
 
         quiet.import_tensorflow()
-        from ssl_keras import experiment, rundir
+        from ssl_keras import rundir
 
-        if "export" in STAGES[args.stage]:
+        if "export" in STAGE_CHOICES[args.stage]:
             from ssl_keras import export
 
             export.tfjs_script_path()  # fail now, not after an hour of training, when `npm ci` was not run
@@ -253,7 +249,7 @@ def main(argv=None) -> int:
         if args.stage == "predict":
             return experiment.predict(run, args.images, args.model, args.top_k,
                                       err=lambda m: print(m, file=sys.stderr))
-        experiment.run_stages(run, STAGES[args.stage], export_dir=args.export_dir, model_name=args.model_name,
+        experiment.run_stages(run, STAGE_CHOICES[args.stage], export_dir=args.export_dir, model_name=args.model_name,
                               model=args.model, top_k=args.top_k)
         return 0
     except ValueError as e:

@@ -4,62 +4,40 @@ A run directory explains itself: `config.json` (the resolved config), `split.jso
 `skipped.json`, one folder a stage (`history.csv`, `curves.png`, `best.keras`,
 `final.keras`, `stage.json`, `logs/` for TensorBoard), `wall_time.json`, `report.json`
 and the plots. `classifiers(cfg)` is the one table that names every classifier of a run:
-its directory, its `report.json` key and its plot label. The stages that fill a run are
-in `ssl_keras.experiment`.
+its directory, its `report.json` key and its plot label (a method's rows are its module's,
+through the table of `ssl_keras.methods`). The stages that fill a run are in
+`ssl_keras.experiment`; the scores that choose between its classifiers, in
+`ssl_keras.classifier_stage`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
 
 from ssl_keras import config as config_lib
-from ssl_keras import evaluate
-
-
-@dataclass(frozen=True)
-class Classifier:
-    """One breed classifier of a run."""
-
-    dir: str  # its stage directory inside the run directory
-    key: str  # its key in report.json
-    label: str  # its label in plots and tables
-    method: str  # the `method` that trains it ("pretrain": the article's pipeline)
-    freeze: str | None = None  # the article's fine-tuned classifiers: the backbone blocks frozen
+from ssl_keras import methods
+from ssl_keras.classifier_stage import best_so_far, top_scorer, val_score  # also the report's and tables'
+from ssl_keras.config_base import Classifier
+from ssl_keras.files import read_json, write_json
 
 
 def classifiers(cfg) -> list[Classifier]:
-    """Every classifier the config trains, in training order: the one naming table of a run."""
+    """Every classifier the config trains, in training order: the one naming table of a run.
+
+    The article's classifiers, then those of each method of `cfg.method`, as its module declares them
+    (the table of `ssl_keras.methods`).
+    """
     out = [Classifier("baseline", "baseline", "baseline (from scratch)", "pretrain")]
     if cfg.freeze != "all" and cfg.also_frozen:
         out.append(Classifier("finetune_all", "ssl_frozen", "SSL, backbone frozen", "pretrain", "all"))
     fine_tuned = "SSL, backbone frozen" if cfg.freeze == "all" else "SSL, fine-tuned"
     out.append(Classifier(f"finetune_{cfg.freeze}", "ssl", fine_tuned, "pretrain", cfg.freeze))
-    if "rotation_aux" in cfg.method:
-        for start in cfg.rotation_aux.starts:
-            name = "rotation_aux" if start == "pretext" else "rotation_aux_scratch"
-            out.append(Classifier(name, name, f"rotation loss, from {start}", "rotation_aux"))
-    if "self_training" in cfg.method:
-        out.append(Classifier("self_training", "self_training", "self-training", "self_training"))
-    if "fixmatch" in cfg.method:
-        out.append(Classifier("fixmatch", "fixmatch", "FixMatch", "fixmatch"))
+    for m in methods.METHODS:
+        if m.name in cfg.method:
+            out += m.classifiers(cfg)
     return out
-
-
-def write_json(path: str, obj) -> None:
-    """Writes JSON next to `path`, then renames it into place."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
-
-
-def read_json(path: str):
-    with open(path) as f:
-        return json.load(f)
 
 
 class Run:
@@ -130,6 +108,11 @@ class Run:
         return split
 
     @property
+    def classifiers(self) -> list[Classifier]:
+        """The run's classifiers, in training order (`classifiers(cfg)`)."""
+        return classifiers(self.cfg)
+
+    @property
     def classes(self) -> list[str]:
         return self.split["classes"]
 
@@ -138,9 +121,18 @@ class Run:
         """Every unlabelled photo (the rotation task's train and validation parts); never val or test."""
         return self.split["unlabelled"] + self.split["unlabelled_val"]
 
-    def labelled(self, part: str, *, training=False, stage=None, repeat=False):
+    def dataset(self, part: str, *, training=False, stage=None, repeat=False):
+        """Batches of (pixels, class index) of one labelled part of the split.
+
+        Args:
+            part: "labelled" (the labelled training photos), "val" or "test".
+            training: shuffle the photos, and augment them as the `StageConfig` `stage` says.
+            repeat: endless batches.
+        """
         from ssl_keras import data
 
+        if part not in ("labelled", "val", "test"):
+            raise ValueError(f"`part` must be one of ('labelled', 'val', 'test'). Received: {part!r}")
         d = self.cfg.data
         return data.labelled_dataset(self.source, self.split[part], d.image_size, d.batch_size, training=training,
                                      stage=stage, seed=self.cfg.seed, repeat=repeat)
@@ -166,52 +158,6 @@ class Run:
 def entry(cfg, name: str) -> Classifier:
     """The row of `classifiers(cfg)` whose directory is `name`."""
     return next(c for c in classifiers(cfg) if c.dir == name)
-
-
-def val_score(info: dict) -> float:
-    """What picks between classifiers: the mean validation accuracy of a stage's last epochs.
-
-    The best epoch's accuracy is the largest of many noisy values on a few hundred photos,
-    and the more epochs a stage has, the more it overstates the model; the last epochs'
-    mean, after the cosine schedule has settled, does not.
-    """
-    return info.get("val_accuracy_last", info.get("best_val_accuracy", 0.0))
-
-
-def trained_before(run: Run, before: str | None = None, extra=()) -> list[str]:
-    """Stage directories of the trained classifiers listed before `before` in `classifiers(cfg)`, and `extra`."""
-    names = []
-    for entry in classifiers(run.cfg):
-        if entry.dir == before:
-            break
-        names.append(entry.dir)
-    return [n for n in [*names, *extra] if run.stage_info(n) and os.path.exists(run.path(n, "best.keras"))]
-
-
-def best_so_far(run: Run, before: str | None = None, extra=()) -> str | None:
-    """The trained classifier (of `trained_before`) that choices take: the latest one validation cannot tell from
-    the top scorer.
-
-    The top scorer has the highest `val_score`. With few validation photos that is often noise (one photo of 20 is
-    5 points), so every classifier whose 95 % Wilson interval on the run's validation photos overlaps the top
-    scorer's is as good as far as validation can tell, and the latest of them in `classifiers(cfg)` order wins:
-    later classifiers build on earlier ones (FixMatch starts from the best before it), and on the benchmark's
-    1,500 validation photos the later methods scored higher (README). With many validation photos this is the
-    top scorer, up to differences within noise.
-    """
-    names = trained_before(run, before, extra)
-    if not names:
-        return None
-    n = max(1, len(run.split["val"]))
-    interval = {name: evaluate.wilson_interval(round(val_score(run.stage_info(name)) * n), n) for name in names}
-    low = interval[top_scorer(run, before, extra)][0]
-    return [name for name in names if interval[name][1] >= low][-1]
-
-
-def top_scorer(run: Run, before: str | None = None, extra=()) -> str | None:
-    """The trained classifier (of `trained_before`) with the highest `val_score`; ties go to the earlier one."""
-    scored = [(val_score(run.stage_info(n)), -i, n) for i, n in enumerate(trained_before(run, before, extra))]
-    return max(scored)[2] if scored else None
 
 
 def best_classifier(run: Run) -> Classifier | None:

@@ -4,8 +4,8 @@ A stage directory holds `history.csv`, `best.keras` (best validation epoch) with
 `best.json` (its epoch and score), `final.keras` (last epoch), `logs/` (TensorBoard)
 and `backup/` (the resume state). After every epoch the state is committed in a fixed
 order — the weights (with the optimizer), then `backup/state.json` (epoch, history,
-best), then `history.csv` and, on a new best, `best.keras` — each written to a
-temporary file and renamed, so a run killed at any instant resumes from its last
+best), then `history.csv` and, on a new best, `best.keras` — each committed by
+`ssl_keras.files` (a temporary file, fsync, rename), so a run killed at any instant resumes from its last
 committed epoch with no duplicate history rows and no half-written file.
 """
 
@@ -21,24 +21,9 @@ import shutil
 import keras
 import numpy as np
 
+from ssl_keras import files
+
 STATE = "state.json"
-
-
-def save_atomic(model, path: str) -> None:
-    """Saves `model` next to `path`, then renames it over `path`: a crash never leaves half a file."""
-    tmp = path + ".tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Writes `text` to `path` through a temporary file and a rename."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_history(path: str) -> dict[str, list[float]]:
@@ -119,7 +104,7 @@ class Checkpointer(keras.callbacks.Callback):
                      "starting the stage over.")
             return 0
         self.history, self.best, self.done = state["history"], state["best"], state.get("done", False)
-        write_atomic(os.path.join(self.dir, "history.csv"), _history_csv(self.history))
+        files.write_text(os.path.join(self.dir, "history.csv"), _history_csv(self.history))
         if self.best["epoch"] == state["epoch"] - 1 and self._best_saved_epoch() != self.best["epoch"]:
             self._save_best()  # killed after the commit, before best.keras: the backup holds that epoch
         self.log(f"Resuming {self.dir} after epoch {state['epoch']} (of the committed state in {self.backup}).")
@@ -133,16 +118,14 @@ class Checkpointer(keras.callbacks.Callback):
             return None
 
     def _save_best(self) -> None:
-        save_atomic(self.keep, os.path.join(self.dir, "best.keras"))
-        write_atomic(os.path.join(self.dir, "best.json"), json.dumps(self.best))
+        files.commit(os.path.join(self.dir, "best.keras"), self.keep.save)
+        files.write_text(os.path.join(self.dir, "best.json"), json.dumps(self.best))
 
     def _commit(self, epoch: int) -> None:
         name = f"epoch-{epoch + 1}.weights.h5"
-        tmp = os.path.join(self.backup, "tmp-" + name)
-        self.model.save_weights(tmp)
-        os.replace(tmp, os.path.join(self.backup, name))
+        files.commit(os.path.join(self.backup, name), self.model.save_weights)
         state = {"epoch": epoch + 1, "weights": name, "history": self.history, "best": self.best, "done": self.done}
-        write_atomic(os.path.join(self.backup, STATE), json.dumps(state))
+        files.write_text(os.path.join(self.backup, STATE), json.dumps(state))
         for old in os.listdir(self.backup):  # earlier epochs and stray temporary files
             if old not in (name, STATE):
                 os.remove(os.path.join(self.backup, old))
@@ -167,18 +150,18 @@ class Checkpointer(keras.callbacks.Callback):
         if self.patience and epoch - self.best["epoch"] >= self.patience:
             self.done = self.model.stop_training = True
         self._commit(epoch)
-        write_atomic(os.path.join(self.dir, "history.csv"), _history_csv(self.history))
+        files.write_text(os.path.join(self.dir, "history.csv"), _history_csv(self.history))
         if improved:
             self._save_best()
 
     def finish(self) -> None:
         """After `fit`: `final.keras`, then the state marked done, then the weight backups removed."""
-        save_atomic(self.keep, os.path.join(self.dir, "final.keras"))
+        files.commit(os.path.join(self.dir, "final.keras"), self.keep.save)
         self.done = True
         state = self._read_state()
         if state is not None:
             state["done"] = True
-            write_atomic(os.path.join(self.backup, STATE), json.dumps(state))
+            files.write_text(os.path.join(self.backup, STATE), json.dumps(state))
         for old in os.listdir(self.backup):
             if old != STATE:
                 os.remove(os.path.join(self.backup, old))

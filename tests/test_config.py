@@ -164,3 +164,17 @@ def test_transfer_blocks_must_cover_the_frozen_ones():
 def test_checks_also_run_on_override():
     with pytest.raises(ValueError, match="`dropout` must be in \\[0, 1\\). Received: 2.0"):
         config_lib.override(presets.tiny(), config_lib.parse_assignment("model.dropout=2"))
+
+
+def test_the_config_and_the_command_line_import_no_tensorflow():
+    """`config` reads the method table, which imports every method module: none may load TensorFlow or Keras, so
+    that the command line checks its input before TensorFlow starts (`quiet.import_tensorflow`)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; import ssl_keras.run, ssl_keras.config, ssl_keras.methods; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras'}))")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -52,7 +52,7 @@ SCRIPT = textwrap.dedent('''
     trainer = models.build_trainer(classifier, cfg.model, size, rotation=True, consistency=True)
     train.compile_model(trainer, cfg.finetune, 10,
                         loss={"breed": "sparse_categorical_crossentropy", "rotation": "sparse_categorical_crossentropy",
-                              "consistency": fixmatch.ConfidentCrossEntropy(0.5, 3)},
+                              "consistency": fixmatch.confident_cross_entropy(0.5, 3)},
                         metrics={"breed": ["accuracy"]})
     x = {"labelled": photos, "rotated": rotated, "weak": photos, "strong": photos[::-1]}
     y = {"breed": np.array([0, 1, 2, 0]), "rotation": np.asarray(labels), "consistency": np.zeros(4)}

@@ -1,11 +1,14 @@
 """The semi-supervised methods: rotation loss on both kinds of batch, pseudo-labels from the pool only, the threshold
-chosen on validation, FixMatch's masked loss, a student resuming after an interruption, and every method end to end
-on the tiny preset."""
+chosen on validation, FixMatch's masked loss, a student resuming after an interruption, every method end to end
+on the tiny preset, and a new method added as one module and one line of the table."""
 
 import contextlib
 import io
 import json
 import os
+import subprocess
+import sys
+import textwrap
 
 import keras
 import numpy as np
@@ -74,10 +77,10 @@ def test_confident_cross_entropy_counts_only_confident_weak_views():
     weak = np.array([[0.97, 0.02, 0.01], [0.5, 0.3, 0.2]], "float32")
     strong = np.array([[0.6, 0.3, 0.1], [0.1, 0.1, 0.8]], "float32")
     y_pred = np.concatenate([weak, strong], axis=1)
-    loss = fixmatch.ConfidentCrossEntropy(0.95, 3)
-    # photo 0: confident, target class 0 -> -log 0.6; photo 1: below the threshold -> 0; mean over both photos
-    assert float(loss(np.zeros(2), y_pred)) == pytest.approx(-np.log(0.6) / 2, rel=1e-5)
-    fraction = fixmatch.ConfidentFraction(0.95, 3)
+    loss = fixmatch.confident_cross_entropy(0.95, 3)
+    # photo 0: confident, target class 0 -> -log 0.6; photo 1: below the threshold -> 0
+    np.testing.assert_allclose(loss(np.zeros(2), y_pred), [-np.log(0.6), 0.0], rtol=1e-5)
+    fraction = fixmatch.confident_fraction(0.95, 3)
     fraction.update_state(np.zeros(2), y_pred)
     assert float(fraction.result()) == pytest.approx(0.5)
 
@@ -269,3 +272,66 @@ def test_batchnorm_statistics_dragged_by_strong_views_are_re_estimated_on_photos
     (_, clean), (dragged, recalibrated) = stats
     assert np.abs(dragged - clean).max() > 10 * np.abs(recalibrated - clean).max()
     np.testing.assert_allclose(recalibrated, clean, atol=0.01 * np.abs(clean).max())
+
+
+# --- a new method: one module and one line ----------------------------------------------------------------------
+
+TOY_METHOD = textwrap.dedent('''
+    """A toy method, as a newcomer adds one: this module, and its line in the table of `ssl_keras.methods`."""
+    import dataclasses
+    import sys
+
+    from ssl_keras import classifier_stage, methods
+    from ssl_keras.config_base import Classifier, Method, StageConfig
+
+
+    @dataclasses.dataclass(frozen=True)
+    class ToyConfig:
+        train: StageConfig = dataclasses.field(default_factory=lambda: StageConfig(epochs=1))
+
+
+    def classifiers(cfg):
+        return [Classifier("toy", "toy", "best so far, tuned again", "toy")]
+
+
+    def stage(run):
+        """The best classifier so far, fine-tuned a second time on the labelled photos."""
+        teacher = classifier_stage.best_so_far(run, "toy")
+        fit = classifier_stage.fit_labelled(run, run.cfg.toy.train)
+        return classifier_stage.run_stage(run, "toy", "teacher", "none", fit, teacher=teacher)
+
+
+    # The one line: in the source, an entry of the tuple `METHODS` in ssl_keras/methods/__init__.py.
+    methods.METHODS = (*methods.METHODS, Method("toy", stage, classifiers, ToyConfig))
+
+    from ssl_keras import run  # reads the table, as every module that needs it does
+
+    data_dir, run_dir = sys.argv[1:]
+    for stage_name in ("baseline", "methods", "evaluate", "report"):
+        argv = [stage_name, "--run-dir", run_dir]
+        if stage_name == "baseline":
+            argv += ["--preset", "tiny", "--data-dir", data_dir, "--method", "pretrain,toy",
+                     "--set", "toy.train.epochs=2"]
+        if run.main(argv) != 0:
+            sys.exit(f"stage {stage_name} failed")
+''')
+
+
+@pytest.mark.slow
+def test_a_method_added_as_one_module_and_one_line_runs_end_to_end(dogs_dir, tmp_path):
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    (tmp_path / "toy_method.py").write_text(TOY_METHOD)
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(tmp_path / "toy_method.py"), dogs_dir, str(run_dir)], cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=repo), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["method"] == ["pretrain", "toy"] and config["toy"]["train"]["epochs"] == 2  # its config, set
+    assert len(train.read_history(str(run_dir / "toy" / "history.csv"))["loss"]) == 2
+    report = json.loads((run_dir / "report.json").read_text())
+    row = report["toy"]
+    assert row["label"] == "best so far, tuned again" and row["dir"] == "toy"
+    assert row["init"] == "teacher" and row["teacher"] == "baseline"
+    scored = json.loads((run_dir / "toy" / "test_metrics.json").read_text())["accuracy"]
+    assert 0.0 <= scored <= 1.0 and row["test_accuracy"] == pytest.approx(scored, abs=1e-4)  # report.json rounds
+    assert "best so far, tuned again" in proc.stdout  # its row in the summary table

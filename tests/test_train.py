@@ -1,4 +1,4 @@
-"""train.py: atomic saves, what `fit` leaves in a stage directory, and resuming an interrupted fit."""
+"""train.py: atomic model saves, what `fit` leaves in a stage directory, and resuming an interrupted fit."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ssl_keras import models, train
+from ssl_keras import files, models, train
 from ssl_keras.config import ModelConfig, StageConfig
 
 SIZE = 16
@@ -41,9 +41,9 @@ def datasets():
     return train_ds, val_ds
 
 
-def test_save_atomic_round_trip_and_no_tmp_file(tmp_path):
+def test_committed_model_round_trip_and_no_tmp_file(tmp_path):
     model, path = _model(), str(tmp_path / "m.keras")
-    train.save_atomic(model, path)
+    files.commit(path, model.save)
     assert os.listdir(tmp_path) == ["m.keras"]
     x = _pixels(2)
     np.testing.assert_allclose(np.asarray(keras.models.load_model(path)(x)), np.asarray(model(x)), rtol=1e-6)
@@ -51,7 +51,7 @@ def test_save_atomic_round_trip_and_no_tmp_file(tmp_path):
 
 def test_crash_during_save_keeps_the_previous_file(tmp_path, monkeypatch):
     good, path = _model(), str(tmp_path / "best.keras")
-    train.save_atomic(good, path)
+    files.commit(path, good.save)
     x = _pixels(2)
     expected = np.asarray(good(x))
 
@@ -64,7 +64,7 @@ def test_crash_during_save_keeps_the_previous_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(newer, "save", crashing_save)
     with pytest.raises(OSError, match="No space left"):
-        train.save_atomic(newer, path)
+        files.commit(path, newer.save)
     np.testing.assert_allclose(np.asarray(keras.models.load_model(path)(x)), expected, rtol=1e-6)
 
 
@@ -193,18 +193,18 @@ def test_killed_inside_the_weights_write_resumes_from_the_last_committed_epoch(t
 
 def test_killed_between_the_commit_and_the_history_file(tmp_path, datasets, monkeypatch):
     stage_dir = str(tmp_path / "stage")
-    original = train.write_atomic
+    original = files.write_text
 
     def dying(path, text):
         original(path, text)
         if path.endswith("state.json") and json.loads(text)["epoch"] == 2:
             raise _Killed
 
-    monkeypatch.setattr(train, "write_atomic", dying)
+    monkeypatch.setattr(files, "write_text", dying)
     train_ds, val_ds = datasets
     with pytest.raises(_Killed):
         train.fit(_model(), train_ds, val_ds, StageConfig(epochs=4), stage_dir, steps_per_epoch=STEPS, verbose=0)
-    monkeypatch.setattr(train, "write_atomic", original)
+    monkeypatch.setattr(files, "write_text", original)
     assert _history(stage_dir)["epoch"] == [0.0]  # epoch 1 is committed, its history row not yet written
     _resume_and_check(stage_dir, datasets)
 
@@ -222,7 +222,7 @@ def test_killed_between_final_model_and_done_does_not_train_again(tmp_path, data
     original = train.Checkpointer.finish
 
     def dying(self):
-        train.save_atomic(self.keep, os.path.join(self.dir, "final.keras"))
+        files.commit(os.path.join(self.dir, "final.keras"), self.keep.save)
         raise _Killed
 
     monkeypatch.setattr(train.Checkpointer, "finish", dying)

@@ -8,39 +8,73 @@ batch plus `weight` x that masked cross-entropy averaged over the unlabelled bat
 
 from __future__ import annotations
 
-import keras
-from keras import ops
+import math
+from dataclasses import dataclass, field
 
-from ssl_keras import models, train
+from ssl_keras import classifier_stage
+from ssl_keras.config_base import STUDENT_INITS, Classifier, Method, StageConfig, check
 
 
-class ConfidentCrossEntropy(keras.losses.Loss):
-    """FixMatch's unlabelled loss on `consistency` outputs (U, 2C): [weak probabilities | strong probabilities].
+@dataclass(frozen=True)
+class FixMatchConfig:
+    """Consistency training in the manner of FixMatch (Sohn et al. 2020).
 
-    Per photo: the cross-entropy of the strong view against the weak view's top breed,
-    times 1 where the weak view's confidence is at least `threshold`, else 0.
+    Each step: the breed loss on a weakly augmented labelled batch, plus `weight` x the
+    cross-entropy between the prediction on a strongly augmented (RandAugment) unlabelled photo
+    and the top breed predicted on its weakly augmented view, counted only where that
+    prediction's confidence is at least `threshold`. `ratio` unlabelled photos per labelled
+    one. The classifier starts from `init` (`teacher`: the run's best classifier so far).
+    An epoch is a pass over the unlabelled pool. The threshold was chosen on validation
+    (docs/experiments.md): FixMatch's 0.95 lets 0.2 % of the pool through at this teacher's
+    confidence, 0.7 about 9 %.
     """
 
-    def __init__(self, threshold: float, num_classes: int, name="confident_cross_entropy"):
-        super().__init__(name=name)
-        self.threshold, self.num_classes = threshold, num_classes
+    threshold: float = 0.7
+    ratio: int = 7
+    weight: float = 1.0
+    strong_ops: int = 2
+    strong_factor: float = 0.5
+    init: str = "teacher"
+    train: StageConfig = field(default_factory=lambda: StageConfig(epochs=20, learning_rate=3e-4))
 
-    def call(self, y_true, y_pred):
-        weak, strong = y_pred[:, : self.num_classes], y_pred[:, self.num_classes:]  # (U, C) each
-        mask = ops.cast(ops.max(weak, axis=1) >= self.threshold, strong.dtype)  # (U,)
-        return mask * keras.losses.sparse_categorical_crossentropy(ops.argmax(weak, axis=1), strong)
+    def __post_init__(self):
+        check(0.0 < self.threshold < 1.0, f"`fixmatch.threshold` must be in (0, 1). Received: {self.threshold}")
+        check(self.ratio >= 1, f"`fixmatch.ratio` must be >= 1. Received: {self.ratio}")
+        check(self.weight >= 0, f"`fixmatch.weight` must be >= 0. Received: {self.weight}")
+        check(self.strong_ops >= 1, f"`fixmatch.strong_ops` must be >= 1. Received: {self.strong_ops}")
+        check(0.0 < self.strong_factor <= 1.0,
+              f"`fixmatch.strong_factor` must be in (0, 1]. Received: {self.strong_factor}")
+        check(self.init in STUDENT_INITS, f"`fixmatch.init` must be one of {STUDENT_INITS}. Received: {self.init!r}")
 
 
-class ConfidentFraction(keras.metrics.Mean):
-    """The fraction of unlabelled photos whose weak view passes the threshold (FixMatch's "mask rate")."""
+def confident_cross_entropy(threshold: float, num_classes: int):
+    """FixMatch's unlabelled loss, on `consistency` outputs (U, 2C): [weak probabilities | strong probabilities].
 
-    def __init__(self, threshold: float, num_classes: int, name="confident"):
-        super().__init__(name=name)
-        self.threshold, self.num_classes = threshold, num_classes
+    Returns:
+        A Keras loss function `(y_true, y_pred) -> (U,)`: per photo, the cross-entropy of the strong view
+        against the weak view's top breed, times 1 where the weak view's confidence is at least
+        `threshold`, else 0 (Keras averages it over the batch).
+    """
+    from keras import losses, ops
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        weak = y_pred[:, : self.num_classes]
-        return super().update_state(ops.cast(ops.max(weak, axis=1) >= self.threshold, "float32"))
+    def confident_cross_entropy(y_true, y_pred):
+        weak, strong = y_pred[:, :num_classes], y_pred[:, num_classes:]  # (U, C) each
+        mask = ops.cast(ops.max(weak, axis=1) >= threshold, strong.dtype)  # (U,)
+        return mask * losses.sparse_categorical_crossentropy(ops.argmax(weak, axis=1), strong)
+
+    return confident_cross_entropy
+
+
+def confident_fraction(threshold: float, num_classes: int):
+    """A metric on `consistency` outputs: the fraction of unlabelled photos whose weak view passes the threshold
+    (FixMatch's "mask rate")."""
+    import keras
+    from keras import ops
+
+    def confident(y_true, y_pred):
+        return ops.cast(ops.max(y_pred[:, :num_classes], axis=1) >= threshold, "float32")  # (U,)
+
+    return keras.metrics.MeanMetricWrapper(confident, name="confident")
 
 
 def dataset(labelled, unlabelled, strong_ops: int, strong_factor: float, seed: int):
@@ -48,6 +82,7 @@ def dataset(labelled, unlabelled, strong_ops: int, strong_factor: float, seed: i
 
     Yields `({"labelled": x, "weak": w, "strong": s}, {"breed": y, "consistency": 0})`.
     """
+    import keras
     import tensorflow as tf
 
     from ssl_keras import data
@@ -84,13 +119,50 @@ def train_classifier(classifier, model_cfg, image_size, num_classes, method_cfg,
     Returns:
         The stage's history, as columns (`consistency_confident`: the fraction above the threshold).
     """
+    from ssl_keras import models, train
+
     trainer = models.build_trainer(classifier, model_cfg, image_size, consistency=True)
-    loss = ConfidentCrossEntropy(method_cfg.threshold, num_classes)
+    loss = confident_cross_entropy(method_cfg.threshold, num_classes)
     return train.fit(trainer, dataset(labelled, unlabelled, method_cfg.strong_ops, method_cfg.strong_factor, seed),
                      val, method_cfg.train, stage_dir, steps_per_epoch=steps_per_epoch, resume=resume,
                      keep=classifier, loss={"breed": "sparse_categorical_crossentropy", "consistency": loss},
                      loss_weights={"breed": 1.0, "consistency": method_cfg.weight},
                      metrics={"breed": ["accuracy"],
-                              "consistency": [ConfidentFraction(method_cfg.threshold, num_classes)]},
+                              "consistency": [confident_fraction(method_cfg.threshold, num_classes)]},
                      verbose=verbose, log=log,
                      before_validation=None if photos is None else lambda m: train.recalibrate_batchnorm(m, photos))
+
+
+def classifiers(cfg) -> list[Classifier]:
+    """The one classifier FixMatch trains."""
+    return [Classifier("fixmatch", "fixmatch", "FixMatch", "fixmatch")]
+
+
+def stage(run) -> dict:
+    """Consistency between weak and strong views of the unlabelled photos, from the best classifier so far."""
+    from ssl_keras import data
+
+    cfg, mc = run.cfg, run.cfg.fixmatch
+    d = cfg.data
+    teacher = classifier_stage.best_so_far(run, "fixmatch") if mc.init == "teacher" else None
+    if mc.init == "teacher" and teacher is None:
+        raise ValueError("`fixmatch.init=teacher` needs a trained classifier. Run `baseline` first.")
+
+    def fit(model, stage_dir):
+        unlabelled = data.unlabelled_dataset(run.source, run.pool, d.image_size, mc.ratio * d.batch_size,
+                                             seed=cfg.seed)
+        return train_classifier(
+            model, cfg.model, d.image_size, len(run.classes), mc,
+            run.dataset("labelled", training=True, stage=mc.train, repeat=True), unlabelled, run.dataset("val"),
+            steps_per_epoch=math.ceil(len(run.pool) / (mc.ratio * d.batch_size)), stage_dir=stage_dir,
+            photos=classifier_stage.pool_photos(run), seed=cfg.seed, resume=run.resume, verbose=run.verbose,
+            log=run.log)
+
+    freeze = "none" if mc.init == "scratch" else classifier_stage.method_freeze(cfg)
+    return classifier_stage.run_stage(
+        run, "fixmatch", mc.init, freeze, fit,
+        pretext=classifier_stage.pretext_model(run) if mc.init == "pretext" else None, teacher=teacher,
+        threshold=mc.threshold, ratio=mc.ratio)
+
+
+METHOD = Method("fixmatch", stage, classifiers, FixMatchConfig)

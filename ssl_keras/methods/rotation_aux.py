@@ -7,8 +7,37 @@ on the four rotations of both batches (labelled photos are also photos).
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 
-from ssl_keras import models, rotations, train, transfer
+from ssl_keras import classifier_stage
+from ssl_keras.config_base import Classifier, Method, StageConfig, check
+
+STARTS = ("scratch", "pretext")
+
+
+@dataclass(frozen=True)
+class RotationAuxConfig:
+    """Rotation as an auxiliary loss (S4L-Rotation): one backbone, a breed head and a rotation head.
+
+    Each step: the breed loss on a labelled batch, plus `weight` x the rotation loss on the four
+    rotations of that batch and of an unlabelled batch of `unlabelled_batch_size` photos.
+    `starts` lists the runs to make: from a random backbone, from the pretext model (backbone and
+    rotation head), or both. An epoch is a pass over the labelled photos.
+    """
+
+    starts: tuple[str, ...] = STARTS
+    weight: float = 1.0
+    unlabelled_batch_size: int = 0  # 0: the labelled batch size, as in S4L
+    train: StageConfig = field(default_factory=lambda: StageConfig(epochs=60))
+
+    def __post_init__(self):
+        object.__setattr__(self, "starts", tuple(self.starts))
+        check(self.starts and set(self.starts) <= set(STARTS) and len(set(self.starts)) == len(self.starts),
+              f"`rotation_aux.starts` must list distinct values of {STARTS}. Received: {list(self.starts)}")
+        check(self.weight >= 0, f"`rotation_aux.weight` must be >= 0. Received: {self.weight}")
+        check(self.unlabelled_batch_size >= 0,
+              f"`rotation_aux.unlabelled_batch_size` must be >= 0. Received: {self.unlabelled_batch_size}")
 
 
 def dataset(labelled, unlabelled):
@@ -19,6 +48,7 @@ def dataset(labelled, unlabelled):
     """
     import tensorflow as tf
 
+    from ssl_keras import rotations
 
     def join(batch, unlabelled_x):
         x, y = batch
@@ -52,6 +82,8 @@ def train_classifier(classifier, model_cfg, image_size, method_cfg, labelled, un
     Returns:
         The stage's history, as columns.
     """
+    from ssl_keras import models, train, transfer
+
     trainer = models.build_trainer(classifier, model_cfg, image_size, rotation=True)
     if pretext is not None:
         transfer.copy_head(pretext, trainer, "rotation")
@@ -61,3 +93,45 @@ def train_classifier(classifier, model_cfg, image_size, method_cfg, labelled, un
                      loss_weights={"breed": 1.0, "rotation": method_cfg.weight},
                      metrics={"breed": ["accuracy"], "rotation": ["accuracy"]}, verbose=verbose, log=log,
                      before_validation=None if photos is None else lambda m: train.recalibrate_batchnorm(m, photos))
+
+
+def _stage_dir(start: str) -> str:
+    """The stage directory (and report.json key) of the classifier started from `start`."""
+    return "rotation_aux" if start == "pretext" else "rotation_aux_scratch"
+
+
+def classifiers(cfg) -> list[Classifier]:
+    """One classifier a start of `rotation_aux.starts`."""
+    return [Classifier(_stage_dir(start), _stage_dir(start), f"rotation loss, from {start}", "rotation_aux")
+            for start in cfg.rotation_aux.starts]
+
+
+def stage(run) -> dict:
+    """Breed and rotation losses together on one backbone, from scratch and from the pretext backbone."""
+    from ssl_keras import data
+
+    cfg, mc = run.cfg, run.cfg.rotation_aux
+    d = cfg.data
+    out = {}
+    for start in mc.starts:
+        name = _stage_dir(start)
+        pretext_model = classifier_stage.pretext_model(run) if start == "pretext" else None
+
+        def fit(model, stage_dir, pretext_model=pretext_model):
+            unlabelled = data.unlabelled_dataset(run.source, run.pool, d.image_size,
+                                                 mc.unlabelled_batch_size or d.batch_size, stage=mc.train,
+                                                 seed=cfg.seed)
+            labelled = run.dataset("labelled", training=True, stage=mc.train, repeat=True)
+            return train_classifier(
+                model, cfg.model, d.image_size, mc, labelled, unlabelled, run.dataset("val"),
+                steps_per_epoch=math.ceil(len(run.split["labelled"]) / d.batch_size), stage_dir=stage_dir,
+                pretext=pretext_model, photos=classifier_stage.pool_photos(run), resume=run.resume,
+                verbose=run.verbose, log=run.log)
+
+        freeze = classifier_stage.method_freeze(cfg) if start == "pretext" else "none"
+        out[name] = classifier_stage.run_stage(run, name, start, freeze, fit, pretext=pretext_model,
+                                               rotation_weight=mc.weight)
+    return out
+
+
+METHOD = Method("rotation_aux", stage, classifiers, RotationAuxConfig)

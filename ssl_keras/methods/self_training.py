@@ -10,9 +10,74 @@ the pool is the split's `unlabelled` and `unlabelled_val` parts only.
 
 from __future__ import annotations
 
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from ssl_keras import models, rotations, train
+from ssl_keras import classifier_stage, files
+from ssl_keras.config_base import STUDENT_INITS, Classifier, Method, StageConfig, check
+
+TEACHERS = ("best", "ensemble")
+
+
+@dataclass(frozen=True)
+class SelfTrainingConfig:
+    """Self-training: a teacher labels the unlabelled pool, a student learns from both.
+
+    The teacher is the classifier of the run with the best validation score so far (round 2 on:
+    the previous students count too), or with `teacher="ensemble"` the mean prediction of every
+    classifier within `ensemble_margin` of that score. A pool photo gets a pseudo-label
+    when the teacher's confidence (the mean of the photo and its mirror image) is at least
+    the threshold: `threshold`, or with `min_precision > 0` the lowest confidence at which
+    the teacher is right on `min_precision` of the *validation* photos. At most `per_class`
+    photos a class (the most confident; 0: no cap) and, with `balance`, as many for every
+    class as the class with fewest. Targets are the teacher's probabilities (`soft`, sharpened
+    by `temperature` < 1) or its top breed. The student (`init`) trains on the labelled and pseudo-labelled photos with
+    augmentation, `labelled_fraction` of each batch labelled, plus `rotation_weight` x the
+    rotation loss on the batch; with `mixup` > 0, photos and targets are blended (MixUp, Beta(mixup,
+    mixup)), as pseudo-labelling needs against confirmation bias (Arazo et al. 2020). An epoch is a
+    pass over the labelled and pseudo-labelled photos.
+    """
+
+    rounds: int = 1
+    teacher: str = "best"
+    ensemble_margin: float = 0.05
+    threshold: float = 0.0
+    min_precision: float = 0.0
+    per_class: int = 0
+    balance: bool = True
+    soft: bool = True
+    temperature: float = 1.0
+    mixup: float = 0.0
+    labelled_fraction: float = 0.25
+    rotation_weight: float = 0.0
+    init: str = "pretext"
+    train: StageConfig = field(default_factory=lambda: StageConfig(epochs=30))
+
+    def __post_init__(self):
+        check(self.rounds >= 1, f"`self_training.rounds` must be >= 1. Received: {self.rounds}")
+        check(self.teacher in TEACHERS,
+              f"`self_training.teacher` must be one of {TEACHERS}. Received: {self.teacher!r}")
+        check(self.ensemble_margin >= 0,
+              f"`self_training.ensemble_margin` must be >= 0. Received: {self.ensemble_margin}")
+        check(self.temperature > 0, f"`self_training.temperature` must be > 0. Received: {self.temperature}")
+        check(self.mixup >= 0, f"`self_training.mixup` must be >= 0 (0: no MixUp). Received: {self.mixup}")
+        check(0.0 <= self.threshold < 1.0, f"`self_training.threshold` must be in [0, 1). Received: {self.threshold}")
+        check(0.0 <= self.min_precision < 1.0,
+              f"`self_training.min_precision` must be in [0, 1). Received: {self.min_precision}")
+        check(self.per_class >= 0, f"`self_training.per_class` must be >= 0. Received: {self.per_class}")
+        check(0.0 < self.labelled_fraction < 1.0,
+              f"`self_training.labelled_fraction` must be in (0, 1). Received: {self.labelled_fraction}")
+        check(self.rotation_weight >= 0,
+              f"`self_training.rotation_weight` must be >= 0. Received: {self.rotation_weight}")
+        check(self.init in STUDENT_INITS,
+              f"`self_training.init` must be one of {STUDENT_INITS}. Received: {self.init!r}")
+
+
+# --- the teacher's pseudo-labels -------------------------------------------------------------------------------------
 
 
 def predict_flip_mean(model, batches) -> np.ndarray:
@@ -96,6 +161,53 @@ def pseudo_label_report(keys, probs, chosen, classes, true_class) -> dict:
     }
 
 
+def _true_class(run):
+    """key -> the class its source files it under (ImageFolder: its folder); for reports, never for choices."""
+    labels = {r.key: r.label for r in run.source.records()}
+    return lambda key: labels.get(key)
+
+
+def _teachers(run, mc, extra=()) -> list[str]:
+    """The classifiers whose mean prediction labels the pool: the best so far (`teacher=best`), or with
+    `teacher=ensemble` every trained classifier within `ensemble_margin` of its validation score."""
+    best = classifier_stage.best_so_far(run, "self_training", extra)
+    if mc.teacher == "best":
+        return [best]
+    score = classifier_stage.val_score
+    floor = score(run.stage_info(best)) - mc.ensemble_margin
+    return [n for n in classifier_stage.trained_before(run, "self_training", extra)
+            if score(run.stage_info(n)) >= floor]
+
+
+def _pseudo_labels(run, members: list[str], pool, classes, mc, true_class) -> dict:
+    """The teacher's pseudo-labels on `pool`: chosen keys, their targets, and the report of the choice.
+
+    The teacher is the mean prediction of the classifiers `members` (each on the photo and its mirror).
+    """
+    from ssl_keras import data, models
+
+    d = run.cfg.data
+    teachers = [models.load(run.path(m, "best.keras")) for m in members]
+    batches = data.labelled_dataset(run.source, [[k, 0] for k in pool], d.image_size, d.batch_size)
+    val_probs = np.mean([predict_flip_mean(t, run.dataset("val")) for t in teachers], axis=0)
+    probs = np.mean([predict_flip_mean(t, batches) for t in teachers], axis=0)
+    val_labels = np.array([y for _, y in run.split["val"]])
+    threshold = (threshold_for_precision(val_probs, val_labels, mc.min_precision) if mc.min_precision
+                 else mc.threshold)
+    chosen = select(probs, threshold, mc.per_class, mc.balance)
+    if mc.soft:
+        targets = sharpen(probs[chosen], mc.temperature)
+    else:
+        targets = np.eye(len(classes))[probs[chosen].argmax(1)]
+    report = {"teacher": members, "threshold": float(threshold), "min_precision": mc.min_precision,
+              "teacher_val_accuracy": float(np.mean(val_probs.argmax(1) == val_labels)),
+              **pseudo_label_report(pool, probs, chosen, classes, true_class)}
+    return {"keys": [pool[i] for i in chosen], "targets": np.round(targets, 6).tolist(), "report": report}
+
+
+# --- the student -------------------------------------------------------------------------------------------------
+
+
 def mixup(x, p, alpha: float, g):
     """MixUp (Zhang et al. 2018) within a batch: each photo and its target blended with another's,
     by a weight drawn from Beta(alpha, alpha) per photo (the larger weight on the photo itself).
@@ -125,6 +237,8 @@ def dataset(labelled, pseudo, labelled_fraction: float, batch_size: int, augment
     """
     import tensorflow as tf
 
+    from ssl_keras import rotations
+
     mixed = tf.data.Dataset.sample_from_datasets([labelled, pseudo], [labelled_fraction, 1 - labelled_fraction],
                                                  seed=seed)
     ds = mixed.batch(batch_size, drop_remainder=True)
@@ -153,6 +267,8 @@ def train_student(student, model_cfg, image_size, method_cfg, batches, val, *, s
     Returns:
         The stage's history, as columns.
     """
+    from ssl_keras import models, train
+
     rotation = method_cfg.rotation_weight > 0
     trainer = models.build_trainer(student, model_cfg, image_size, rotation=rotation)
     loss = {"breed": "categorical_crossentropy"}
@@ -165,3 +281,76 @@ def train_student(student, model_cfg, image_size, method_cfg, batches, val, *, s
                      resume=resume, keep=student, loss=loss, loss_weights=weights, metrics=metrics, verbose=verbose,
                      log=log, before_validation=None if not (rotation and photos is not None)
                      else lambda m: train.recalibrate_batchnorm(m, photos))
+
+
+def classifiers(cfg) -> list[Classifier]:
+    """The student of the best round (each round's student is in `self_training/round<r>/`)."""
+    return [Classifier("self_training", "self_training", "self-training", "self_training")]
+
+
+def stage(run) -> dict:
+    """Rounds of pseudo-labels from the best classifier so far, each training a student."""
+    from ssl_keras import data
+
+    if (done := run.stage_done("self_training")) is not None:
+        run.log("[self_training] already finished; skipping (--resume).")
+        return done
+    cfg, mc = run.cfg, run.cfg.self_training
+    d, classes, pool = cfg.data, run.classes, run.pool
+    start = time.time()
+    true_class = _true_class(run)
+    pretext_model = classifier_stage.pretext_model(run) if mc.init == "pretext" else None
+    rounds, students = [], []
+    for r in range(1, mc.rounds + 1):
+        name = os.path.join("self_training", f"round{r}")
+        teacher = classifier_stage.best_so_far(run, "self_training", extra=students)
+        if teacher is None:
+            raise ValueError("Self-training needs a trained classifier as its teacher. Run `baseline` first.")
+        members = _teachers(run, mc, extra=students)
+        labels_path = run.path(name, "pseudo_labels.json")
+        if run.resume and os.path.exists(labels_path):
+            chosen = files.read_json(labels_path)
+        else:
+            chosen = _pseudo_labels(run, members, pool, classes, mc, true_class)
+            os.makedirs(run.path(name), exist_ok=True)
+            files.write_json(labels_path, chosen)
+        info = chosen["report"]
+        precision = "-" if info["in_class_precision"] is None else f"{info['in_class_precision']:.3f}"
+        run.log(f"\n[{name}] teacher {' + '.join(info['teacher'])} (validation {info['teacher_val_accuracy']:.3f}); "
+                f"threshold "
+                f"{info['threshold']:.3f}: {info['pseudo_labelled']} of {info['pool']} pool photos pseudo-labelled, "
+                f"{info['other_breeds']} of other breeds, in-class precision {precision}")
+        if not chosen["keys"]:
+            raise ValueError(f"No pool photo passed the pseudo-label threshold {info['threshold']:.3f} in {name}. "
+                             "Lower `self_training.threshold` or `self_training.min_precision`.")
+
+        def fit(model, stage_dir, chosen=chosen):
+            eye = np.eye(len(classes), dtype=np.float32)
+            lab_keys = [k for k, _ in run.split["labelled"]]
+            lab_targets = eye[[y for _, y in run.split["labelled"]]]
+            labelled = data.examples(run.source, lab_keys, lab_targets.tolist(), d.image_size, seed=cfg.seed)
+            pseudo = data.examples(run.source, chosen["keys"], chosen["targets"], d.image_size, seed=cfg.seed + 1)
+            batches = dataset(labelled, pseudo, mc.labelled_fraction, d.batch_size,
+                              data.augmenter(mc.train, cfg.seed), mc.rotation_weight > 0, cfg.seed,
+                              mixup_alpha=mc.mixup)
+            steps = math.ceil((len(lab_keys) + len(chosen["keys"])) / d.batch_size)
+            return train_student(model, cfg.model, d.image_size, mc, batches, run.dataset("val"),
+                                 steps_per_epoch=steps, stage_dir=stage_dir, photos=classifier_stage.pool_photos(run),
+                                 resume=run.resume, verbose=run.verbose, log=run.log)
+
+        freeze = "none" if mc.init == "scratch" else classifier_stage.method_freeze(cfg)
+        student = classifier_stage.run_stage(run, name, mc.init, freeze, fit, pretext=pretext_model,
+                                             teacher=teacher if mc.init == "teacher" else None, pseudo_labels=info)
+        students.append(name)
+        rounds.append({"round": r, **info, "student_val_accuracy": student["best_val_accuracy"],
+                       "student_val_accuracy_last": student["val_accuracy_last"]})
+    best = max(students, key=lambda n: classifier_stage.val_score(run.stage_info(n)))
+    for f in ("best.keras", "best.json", "final.keras", "history.csv", "curves.png"):
+        files.copy(run.path(best, f), run.path("self_training", f))
+    kept = run.stage_info(best)
+    return run.finish_stage("self_training", start, **{k: kept[k] for k in (
+        "epochs", "best_val_accuracy", "best_epoch", "val_accuracy_last", "weights_copied", "init", "freeze",
+        "trainable", "non_trainable")}, best_round=int(best.rsplit("round", 1)[1]), rounds=rounds)
+
+
+METHOD = Method("self_training", stage, classifiers, SelfTrainingConfig)

@@ -1,0 +1,70 @@
+"""What `config` and the method modules both build on: `check`, `StageConfig`, and the `Method` record.
+
+`config` reads the method table (`ssl_keras.methods`) for the method names and their configs, so a
+method module cannot import `config`: what it needs lives here, below both. No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+STUDENT_INITS = ("scratch", "pretext", "teacher")  # where a method's classifier starts
+
+
+def check(cond, msg):
+    """Raises `ValueError(msg)` unless `cond`: how every config dataclass refuses a value."""
+    if not cond:
+        raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """How one training stage fits: epochs, optimiser, early stopping, augmentation."""
+
+    epochs: int = 30
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 0  # 0: no early stopping
+    augment: bool = True
+    flip: bool = True
+    translate: float = 0.1
+    zoom: float = 0.1
+
+    def __post_init__(self):
+        check(self.epochs >= 1, f"`epochs` must be >= 1. Received: {self.epochs}")
+        check(self.learning_rate > 0, f"`learning_rate` must be > 0. Received: {self.learning_rate}")
+        check(self.weight_decay >= 0, f"`weight_decay` must be >= 0. Received: {self.weight_decay}")
+        check(self.patience >= 0, f"`patience` must be >= 0. Received: {self.patience}")
+        check(0.0 <= self.translate < 1.0, f"`translate` must be in [0, 1). Received: {self.translate}")
+        check(0.0 <= self.zoom < 1.0, f"`zoom` must be in [0, 1). Received: {self.zoom}")
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """One breed classifier of a run: a row of `rundir.classifiers`."""
+
+    dir: str  # its stage directory inside the run directory
+    key: str  # its key in report.json
+    label: str  # its label in plots and tables
+    method: str  # the `method` that trains it ("pretrain": the article's pipeline)
+    freeze: str | None = None  # the article's fine-tuned classifiers: the backbone blocks frozen
+
+
+@dataclass(frozen=True)
+class Method:
+    """A semi-supervised method, as its module declares it; `ssl_keras.methods.METHODS` lists them.
+
+    Attributes:
+        name: its name in `--method` and `cfg.method`, and the key of its config (`cfg.<name>`).
+        stage: `stage(run) -> dict`: trains its classifiers into the run directory (`ssl_keras.rundir.Run`)
+            after the article's stages, skipping what a resumed run finished; returns their stage.json.
+        classifiers: `classifiers(cfg) -> list[Classifier]`: the classifiers it trains, in training order.
+        config: its config dataclass, whose defaults fill `cfg.<name>`; None for a method without knobs.
+    """
+
+    name: str
+    stage: typing.Callable
+    classifiers: typing.Callable
+    config: type | None = None
