@@ -21,13 +21,19 @@ import shutil
 import keras
 import numpy as np
 
+from ssl_keras import models
+
 STATE = "state.json"
 
 
 def save_atomic(model, path: str) -> None:
-    """Saves `model` next to `path`, then renames it over `path`: a crash never leaves half a file."""
+    """Saves `model`, made of Keras' own layers (`models.with_keras_layers`), next to `path`, then renames it
+    over `path`: a crash never leaves half a file, and plain `keras.models.load_model` reads it.
+
+    The file holds the architecture and the weights, no optimizer (the resume state is in `backup/`).
+    """
     tmp = path + ".tmp.keras"
-    model.save(tmp)
+    models.with_keras_layers(model).save(tmp)
     os.replace(tmp, path)
 
 

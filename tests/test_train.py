@@ -51,12 +51,12 @@ def test_crash_during_save_keeps_the_previous_file(tmp_path, monkeypatch):
 
     newer = _model()
 
-    def crashing_save(filepath, *args, **kwargs):
+    def crashing_save(self, filepath, *args, **kwargs):
         with open(filepath, "wb") as f:
             f.write(b"PK\x03\x04 half a zip")  # the start of a .keras file, then the disk fills up
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(newer, "save", crashing_save)
+    monkeypatch.setattr(keras.Model, "save", crashing_save)  # what is saved is a copy of `newer`
     with pytest.raises(OSError, match="No space left"):
         train.save_atomic(newer, path)
     np.testing.assert_allclose(np.asarray(keras.models.load_model(path)(x)), expected, rtol=1e-6)
