@@ -85,7 +85,7 @@ def _fit_labelled(run: Run, stage):
         steps = math.ceil(len(run.split["labelled"]) / run.cfg.data.batch_size)
         return train.fit(model, run.labelled("labelled", training=True, stage=stage, repeat=True),
                          run.labelled("val"), stage, stage_dir, steps_per_epoch=steps, resume=run.resume,
-                         verbose=run.verbose, log=run.log)
+                         verbose=run.verbose, log=run.log, clock=run.clock)
 
     return fit
 
@@ -128,7 +128,7 @@ def pretext(run: Run) -> dict:
         model = models.build_rotation_model(cfg.model, d.image_size)
         hist = train.fit(model, train_ds.repeat(), val_ds, cfg.pretext, run.path("pretext"),
                          steps_per_epoch=math.ceil(len(keys) / d.batch_size), resume=run.resume,
-                         verbose=run.verbose, log=run.log)
+                         verbose=run.verbose, log=run.log, clock=run.clock)
     best = train.best_epoch(hist)
     plots.history(hist, "pretext (rotation)", run.path("pretext", "curves.png"), best_epoch=best)
     return run.finish_stage("pretext", start, epochs=len(hist.get("loss", [])),
@@ -196,7 +196,7 @@ def rotation_aux(run: Run) -> dict:
                                                                  repeat=True),
                 unlabelled, run.labelled("val"), steps_per_epoch=math.ceil(len(run.split["labelled"]) / d.batch_size),
                 stage_dir=stage_dir, pretext=pretext_model, photos=_photos(run), resume=run.resume,
-                verbose=run.verbose, log=run.log)
+                verbose=run.verbose, log=run.log, clock=run.clock)
 
         out[name] = _classifier_stage(run, name, start, _method_freeze(cfg) if start == "pretext" else "none", fit,
                                       pretext=pretext_model, rotation_weight=mc.weight)
@@ -254,7 +254,7 @@ def self_training(run: Run) -> dict:
             steps = math.ceil((len(lab_keys) + len(chosen["keys"])) / d.batch_size)
             return method.train_student(model, cfg.model, d.image_size, mc, batches, run.labelled("val"),
                                         steps_per_epoch=steps, stage_dir=stage_dir, photos=_photos(run),
-                                        resume=run.resume, verbose=run.verbose, log=run.log)
+                                        resume=run.resume, verbose=run.verbose, log=run.log, clock=run.clock)
 
         freeze = "none" if mc.init == "scratch" else _method_freeze(cfg)
         stage = _classifier_stage(run, name, mc.init, freeze, fit, pretext=pretext_model,
@@ -336,7 +336,8 @@ def fixmatch(run: Run) -> dict:
             model, cfg.model, d.image_size, len(run.classes), mc,
             run.labelled("labelled", training=True, stage=mc.train, repeat=True), unlabelled, run.labelled("val"),
             steps_per_epoch=math.ceil(len(run.pool) / (mc.ratio * d.batch_size)), stage_dir=stage_dir,
-            photos=_photos(run), seed=cfg.seed, resume=run.resume, verbose=run.verbose, log=run.log)
+            photos=_photos(run), seed=cfg.seed, resume=run.resume, verbose=run.verbose, log=run.log,
+            clock=run.clock)
 
     freeze = "none" if mc.init == "scratch" else _method_freeze(cfg)
     return _classifier_stage(run, "fixmatch", mc.init, freeze, fit,
@@ -453,6 +454,23 @@ TRAINING = {"baseline": baseline, "pretext": pretext, "finetune": finetune, "met
 PIPELINE = ("baseline", "pretext", "finetune", "methods", "evaluate", "export", "report")
 
 
+def _start_clock(run: Run, stages) -> None:
+    """Gives `run` the clock of `stages` (None without training stages); a resumed run's finished fits show
+    the time they took."""
+    from ssl_keras import budget
+
+    run.clock = None
+    if not any(s in TRAINING for s in stages):
+        return
+    begin = time.monotonic()
+    fits = budget.fits(run.cfg, budget.sizes(run.split), stages)
+    run.clock = budget.Clock(fits, root=run.dir, log=run.log, extra="+ export" if "export" in stages else "",
+                             start=begin)
+    for f in fits:
+        if run.resume and (info := run.stage_info(f.name)):
+            run.clock.finish(f.name, info.get("wall_time_s", 0.0), quiet=True)
+
+
 def _trained_seconds(run: Run, stage: str) -> float:
     """The training time the stage.json files of `stage` record (for a stage skipped by --resume)."""
     if stage == "finetune":
@@ -467,18 +485,23 @@ def _trained_seconds(run: Run, stage: str) -> float:
 def run_stages(run: Run, stages, *, export_dir="export", model_name="dog_breeds", model=None, top_k=None) -> dict:
     """Runs `stages` (names from `PIPELINE`) in order, recording each one's wall time in wall_time.json.
 
+    With training stages among them, prints the whole run's time as it goes (`[plan]`, `budget.Clock`).
+
     Returns:
         The report when `report` was among them, else {}.
     """
     wall_path = run.path("wall_time.json")
     wall = read_json(wall_path) if os.path.exists(wall_path) else {}
     result = {}
+    _start_clock(run, stages)
     for stage in stages:
         start, trained = time.time(), run.trained
         if stage in TRAINING:
             TRAINING[stage](run)
         elif stage == "evaluate":
             evaluate(run)
+            if run.clock:
+                run.clock.finish("evaluate", time.time() - start)
         elif stage == "export":
             export(run, model, export_dir, model_name, top_k)
         elif stage == "report":

@@ -71,6 +71,7 @@ class Run:
         self._source = None
         self._split = None
         self.trained = 0  # training stages that ran in this call (not skipped by --resume)
+        self.clock = None  # the `budget.Clock` of the stages running now (`experiment.run_stages`)
 
     def path(self, *parts) -> str:
         return os.path.join(self.dir, *parts)

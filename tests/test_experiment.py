@@ -4,8 +4,10 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -97,6 +99,22 @@ def test_end_to_end_artefacts(e2e, dogs_dir):
     split = json.loads((run_dir / "split.json").read_text())
     assert all(os.path.basename(k).startswith("imagewoof_val_") for k, _ in split["test"])
     assert json.loads((run_dir / "skipped.json").read_text()) == {"count": 0, "files": []}
+    for path in run_dir.rglob("*.keras"):  # Keras' own layers only: plain keras.models.load_model reads them
+        with zipfile.ZipFile(path) as z:
+            assert "ssl_keras" not in z.read("config.json").decode(), path
+
+
+@pytest.mark.slow
+def test_end_to_end_prints_the_whole_run_time(e2e):
+    """Each call that trains prints the `[plan]` line (budget.Clock) once its fits are measured and as they end."""
+    _, calls, _ = e2e
+    plans = {stage: [ln for ln in out.splitlines() if ln.startswith("[plan] ")] for stage, (_, out, _) in calls.items()}
+    assert plans["baseline"][-1].startswith("[plan] baseline 2 epochs took ")
+    assert re.search(r" · whole run \d+ s \(this machine: [\d,]+ samples/s in baseline\)$", plans["baseline"][-1])
+    assert re.match(r"\[plan\] pretext 2 epochs took \d+ s · whole run \d+ s", plans["pretext"][-1])
+    assert re.match(r"\[plan\] finetune_all 2 epochs (took|≈) \d+ s.* · finetune_1 2 epochs ≈ \d+ s · "
+                    r"whole run ≈ ", plans["finetune"][0])
+    assert plans["evaluate"] == plans["report"] == plans["predict"] == []  # nothing trained: no plan
 
 
 @pytest.mark.slow

@@ -251,3 +251,37 @@ def test_a_damaged_backup_restarts_the_stage_and_says_so(tmp_path, datasets, dam
                      resume=True, verbose=0, log=said.append)
     assert hist["epoch"] == [0.0, 1.0, 2.0, 3.0]
     assert len(said) == 1 and "starting the stage over" in said[0], said
+
+
+class RecordingClock:
+    """What `train.Pace` tells the run's clock (`budget.Clock`'s methods), in order."""
+
+    def __init__(self):
+        self.calls = []
+
+    def name(self, stage_dir):
+        return os.path.basename(stage_dir)
+
+    def start(self, name, epochs=None, steps=None, done=0.0):
+        self.calls.append(("start", name, epochs, steps, done))
+
+    def measured(self, name, done, seconds_per_step=None, seconds_per_epoch=None):
+        self.calls.append(("step" if seconds_per_step else "epoch", name, done))
+        assert (seconds_per_step or seconds_per_epoch) > 0
+
+    def finish(self, name, seconds, epochs=None):
+        self.calls.append(("finish", name, epochs))
+        assert seconds > 0
+
+
+def test_pace_times_steps_after_the_warm_up_then_whole_epochs(tmp_path):
+    x, y = _pixels(8 * 10), np.arange(8 * 10) % 3
+    train_ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).repeat()
+    val_ds = tf.data.Dataset.from_tensor_slices((_pixels(6, seed=1), np.arange(6) % 3)).batch(6)
+    clock = RecordingClock()
+    train.fit(_model(), train_ds, val_ds, StageConfig(epochs=3), str(tmp_path / "baseline"), steps_per_epoch=10,
+              verbose=0, clock=clock)
+    # 2 warm-up steps, then 5 timed: reported after step 7 of 10 (0.7 epochs done); epochs 2 and 3 whole.
+    assert clock.calls == [("start", "baseline", 3, 10, 0), ("step", "baseline", 0.7), ("epoch", "baseline", 2),
+                           ("epoch", "baseline", 3), ("finish", "baseline", 3)]
+

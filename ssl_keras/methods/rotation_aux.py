@@ -30,7 +30,7 @@ def dataset(labelled, unlabelled):
 
 
 def train_classifier(classifier, model_cfg, image_size, method_cfg, labelled, unlabelled, val, *, steps_per_epoch,
-                     stage_dir, pretext=None, photos=None, resume=False, verbose=1, log=print) -> dict:
+                     stage_dir, pretext=None, photos=None, resume=False, verbose=1, log=print, clock=None) -> dict:
     """Trains `classifier` with the breed and rotation losses; keeps its best and final epochs in `stage_dir`.
 
     Args:
@@ -48,6 +48,7 @@ def train_classifier(classifier, model_cfg, image_size, method_cfg, labelled, un
         photos: endless batches of upright photos on which BatchNorm's moving statistics are re-estimated
             before each validation (the rotated views, 8x the labelled batch, drag them;
             `train.recalibrate_batchnorm`).
+        clock: the run's `budget.Clock`, told how fast the fit goes (`train.fit`); None: not timed.
 
     Returns:
         The stage's history, as columns.
@@ -59,5 +60,5 @@ def train_classifier(classifier, model_cfg, image_size, method_cfg, labelled, un
                      steps_per_epoch=steps_per_epoch, resume=resume, keep=classifier,
                      loss={"breed": "sparse_categorical_crossentropy", "rotation": "sparse_categorical_crossentropy"},
                      loss_weights={"breed": 1.0, "rotation": method_cfg.weight},
-                     metrics={"breed": ["accuracy"], "rotation": ["accuracy"]}, verbose=verbose, log=log,
+                     metrics={"breed": ["accuracy"], "rotation": ["accuracy"]}, verbose=verbose, log=log, clock=clock,
                      before_validation=None if photos is None else lambda m: train.recalibrate_batchnorm(m, photos))
