@@ -1,8 +1,8 @@
-"""The run's time: what each training stage costs, and the whole-run estimate.
+"""The run's time: what each training stage costs, the whole-run estimate, and epochs that fit a budget.
 
-Pure arithmetic, no TensorFlow: the Keras callback that times the steps (`train.Pace`)
-and the run's use of it (`experiment.run_stages`) are elsewhere, so this module is tested
-on made-up throughputs.
+Pure arithmetic, no TensorFlow: the Keras callback that times the steps (`train.Pace`),
+the probe (`train.probe_rate`) and the run's use of both (`experiment.run_stages`) are
+elsewhere, so this module is tested on made-up throughputs.
 
 **The unit of work** is one *sample*: one photo at the run's image size through the
 model forward and back. A forward pass alone (validation, prediction, BatchNorm
@@ -31,10 +31,17 @@ estimate takes all of P (capped at `per_class` a class), an upper bound.
 by its own steps once it is past its warm-up steps, then by its whole epochs (validation,
 checkpoints and all) after its first; its rest is its remaining samples at its own rate. A
 fit not yet started is its samples at the rate of the measured fit whose step is closest in
-size (a batch of 64 photos uses a CPU less well than one of 256 rotated ones), or, before
-any fit is measured, a rate given to the clock (a probe's). Each fit's rate
-replaces the estimate as soon as it is measured, so the line grows more exact as the run
-goes on.
+size (a step's size, augmentation and data set how well a stage uses the machine), or,
+before any fit is measured, the probe's (`train.probe_rate`: the rotation model's step
+alone, so it is optimistic by the validation and checkpoint time of the real stages). Each
+fit's rate replaces the estimate as soon as it is measured, so the line grows more exact as
+the run goes on. A fit's first epoch also decodes its photos, so its first line is slow.
+
+**A budget** (`fit_budget`) scales the epochs of the fits not yet started by one factor,
+so they keep the proportions the config gives, and fits them into the seconds left. The run
+(`experiment.run_stages`) plans before each training stage with the rates known then: the
+first plan from the probe, each later one from the fits measured so far; a stage's epochs
+are fixed when it starts (its learning-rate schedule spans them).
 """
 
 from __future__ import annotations
@@ -138,6 +145,66 @@ def fits(cfg, counts: dict[str, int], stages=PLAN_STAGES) -> list[Fit]:
                                b + mc.ratio * b * (1 + FORWARD), val + recal))
     if "evaluate" in stages:
         out.append(Fit("evaluate", None, 1, 0, 0, FORWARD * counts["test"] * len(table)))
+    return out
+
+
+def fit_budget(fits_left: list[Fit], base: dict[str, int], seconds: float, rates: dict[str, float]) -> dict[str, int]:
+    """Epochs for the config sections of `fits_left` that fit their work into `seconds` at `rates`.
+
+    Every section's epochs are its `base` epochs times one common factor (so the proportions
+    the config gives hold), rounded to the nearest, at least 1; then, while they take longer
+    than `seconds`, the section furthest above its share loses an epoch.
+
+    Args:
+        fits_left: the fits not yet started; those whose `key` is None (evaluate) are a fixed cost.
+        base: config section -> the epochs the config gives it (the proportions).
+        seconds: the time left for these fits.
+        rates: fit name -> the samples/s it is expected to run at (`Clock.rate_for`).
+
+    Returns:
+        Config section -> epochs, for every `key` of `fits_left`. When even 1 epoch each does
+        not fit, 1 epoch each (the shortest run there is).
+
+    Raises:
+        ValueError: for a fit without a positive rate, or a section missing in `base` (or not positive there).
+    """
+    bad = {f.name: rates.get(f.name) for f in fits_left if not (rates.get(f.name) or 0) > 0}
+    if bad:
+        raise ValueError(f"Every fit needs a rate > 0 samples/s. Received: {bad}")
+    per_epoch: dict[str, float] = {}
+    fixed = 0.0
+    for f in fits_left:
+        if f.key is None:
+            fixed += f.samples / rates[f.name]
+        else:
+            per_epoch[f.key] = per_epoch.get(f.key, 0.0) + f.epoch_cost / rates[f.name]
+    missing = sorted(k for k in per_epoch if base.get(k, 0) < 1)
+    if missing:
+        raise ValueError(f"Every config section needs its base epochs (>= 1) to keep the proportions. Missing or "
+                         f"not positive: {missing}. Received: {base}")
+    if not per_epoch:
+        return {}
+    available = seconds - fixed
+    full = sum(base[k] * t for k, t in per_epoch.items())
+    factor = max(available, 0.0) / full if full > 0 else 0.0
+    epochs = {k: max(1, math.floor(base[k] * factor + 0.5)) for k in per_epoch}
+    while sum(epochs[k] * t for k, t in per_epoch.items()) > available:
+        above = [k for k in epochs if epochs[k] > 1]
+        if not above:
+            break  # 1 epoch each: the shortest run there is
+        k = max(above, key=lambda k: epochs[k] / base[k])  # the first of equals: the earlier section
+        epochs[k] -= 1
+    return epochs
+
+
+def overrides(epochs: dict[str, int]) -> dict:
+    """`{"fixmatch.train": 8}` -> `{"fixmatch": {"train": {"epochs": 8}}}`, as `config.override` takes it."""
+    out: dict = {}
+    for key, n in epochs.items():
+        node = out
+        for part in key.split("."):
+            node = node.setdefault(part, {})
+        node["epochs"] = n
     return out
 
 

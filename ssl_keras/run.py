@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     f"{', '.join(config_lib.METHODS)} (pretrain: the article's stages only), or all")
     g.add_argument("--epochs", type=int, help="epochs of the labelled stages (baseline, finetune)")
     g.add_argument("--pretext-epochs", type=int, help="epochs of the rotation task")
+    g.add_argument("--budget", type=float, metavar="MINUTES",
+                   help="fit the training stages and evaluate into MINUTES on this machine: each stage's epochs "
+                        "scaled from its measured speed, in the config's proportions; config.json gets the epochs")
     g.add_argument("--freeze", help="backbone blocks frozen when fine-tuning: all, none or N (first N blocks)")
     g.add_argument("--transfer-blocks", type=int,
                    help="copy only the first N pretext blocks; later blocks start fresh (default 0: all)")
@@ -98,6 +101,8 @@ def flag_overrides(args) -> dict:
             out[key] = getattr(args, key)
     if args.mixed_precision:
         out["mixed_precision"] = True
+    if args.budget is not None:
+        out["budget_minutes"] = args.budget
     return out
 
 

@@ -2,9 +2,10 @@
 
 A run directory explains itself: `config.json` (the resolved config), `split.json`,
 `skipped.json`, one folder a stage (`history.csv`, `curves.png`, `best.keras`,
-`final.keras`, `stage.json`, `logs/` for TensorBoard), `wall_time.json`, `report.json`
-and the plots. `classifiers(cfg)` is the one table that names every classifier of a run:
-its directory, its `report.json` key and its plot label. The stages that fill a run are
+`final.keras`, `stage.json`, `logs/` for TensorBoard), `wall_time.json`, `report.json`,
+`plan.json` (a run under `--budget`: the budget, its probe and each plan) and the plots.
+`classifiers(cfg)` is the one table that names every classifier of a run: its directory,
+its `report.json` key and its plot label. The stages that fill a run are
 in `ssl_keras.experiment`.
 """
 

@@ -247,6 +247,30 @@ class Pace(keras.callbacks.Callback):
         self.clock.finish(self.fit_name, time.perf_counter() - self.begin, epochs=epochs)
 
 
+def probe_rate(model_cfg, image_size: int, batch_size: int, steps: int = 5, warmup: int = 2) -> float:
+    """This machine's training samples/s: the median of `steps` steps (after `warmup`) of the rotation model
+    on one random in-memory batch of `4 * batch_size` photos, as the pretext stage feeds it.
+
+    Only the step is timed (no data pipeline, no validation): `budget.Clock` plans with it until
+    the run's own fits are measured.
+    """
+    from ssl_keras.config import StageConfig
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (4 * batch_size, image_size, image_size, 3)).astype("float32")
+    y = rng.integers(0, 4, 4 * batch_size)
+    model = models.build_rotation_model(model_cfg, image_size)
+    compile_model(model, StageConfig(epochs=1), steps + warmup)
+    for _ in range(warmup):
+        model.train_on_batch(x, y)
+    seconds = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        model.train_on_batch(x, y)  # returns the loss: the step has finished
+        seconds.append(time.perf_counter() - start)
+    return len(x) / float(np.median(seconds))
+
+
 def recalibrate_batchnorm(model, batches, steps: int = 50) -> None:
     """Re-estimates the moving statistics of `model`'s BatchNorm layers on `steps` batches of `batches`.
 

@@ -1,4 +1,4 @@
-"""budget.py: the cost of each fit and the whole-run line, on made-up throughputs."""
+"""budget.py: the cost of each fit, epochs that fit a budget, and the whole-run line, on made-up throughputs."""
 
 import math
 import sys
@@ -51,7 +51,67 @@ def test_fits_of_every_method_and_only_the_stages_asked():
     assert [f.name for f in _fits(cfg, ("pretext", "export"))] == ["pretext"]
 
 
-def test_duration():
+def _rates(fits, rate):
+    return {f.name: rate for f in fits}
+
+
+def _seconds(fits, epochs, rate):
+    return sum((epochs[f.key] if f.key else f.epochs) * f.epoch_cost / rate for f in fits)
+
+
+@pytest.mark.parametrize("minutes", [10, 20, 40, 80])
+def test_fit_budget_keeps_proportions_and_fills_the_budget(minutes):
+    fits, rate = _fits(), 150.0  # the slow 2-core machine's rotated samples/s
+    base = {"baseline": 60, "pretext": 12, "finetune": 60, "fixmatch.train": 12}
+    epochs = budget.fit_budget(fits, base, minutes * 60, _rates(fits, rate))
+    assert set(epochs) == set(base)
+    seconds = _seconds(fits, epochs, rate)
+    assert seconds <= minutes * 60
+    # The proportions, to an epoch: each section within one epoch of its exact share of the budget.
+    evaluate = fits[-1].samples / rate
+    factor = (minutes * 60 - evaluate) / _seconds(fits[:-1], base, rate)
+    for key in base:
+        assert abs(epochs[key] - base[key] * factor) <= 1, (key, epochs[key], base[key] * factor)
+    one_more = _seconds(fits, {k: n + 1 for k, n in epochs.items()}, rate)
+    assert one_more > minutes * 60  # the budget is used: one more epoch of each would not fit
+
+
+def test_fit_budget_scales_up_and_has_a_floor():
+    fits = _fits()
+    base = {"baseline": 60, "pretext": 12, "finetune": 60, "fixmatch.train": 12}
+    at_preset = _seconds(fits, base, 1000.0)
+    up = budget.fit_budget(fits, base, 2 * at_preset, _rates(fits, 1000.0))
+    assert up["pretext"] >= 23 and up["baseline"] >= 119  # twice the time: about twice the epochs
+    assert budget.fit_budget(fits, base, 1.0, _rates(fits, 1000.0)) == dict.fromkeys(base, 1)  # the shortest run
+    assert budget.fit_budget(fits, base, -30.0, _rates(fits, 1000.0)) == dict.fromkeys(base, 1)
+
+
+def test_fit_budget_counts_evaluate_and_each_fits_rate():
+    fits = [budget.Fit("a", "a", 10, 10, 10.0, 0.0), budget.Fit("b", "b", 10, 10, 10.0, 0.0),
+            budget.Fit("evaluate", None, 1, 0, 0, 100.0)]
+    # a: 100 samples an epoch at 100/s = 1 s; b at 50/s = 2 s; evaluate 100 samples at 100/s = 1 s.
+    rates = {"a": 100.0, "b": 50.0, "evaluate": 100.0}
+    assert budget.fit_budget(fits, {"a": 10, "b": 10}, 31.0, rates) == {"a": 10, "b": 10}
+    assert budget.fit_budget(fits, {"a": 10, "b": 10}, 16.0, rates) == {"a": 5, "b": 5}
+    assert budget.fit_budget(fits, {"a": 2, "b": 1}, 16.0, rates) == {"a": 7, "b": 4}  # 2:1 as near as fits
+
+
+@pytest.mark.parametrize("rates, base, match", [
+    ({"a": 0.0}, {"a": 1}, "rate > 0"),
+    ({}, {"a": 1}, "rate > 0"),
+    ({"a": 1.0}, {}, "base epochs"),
+    ({"a": 1.0}, {"a": 0}, "base epochs"),
+])
+def test_fit_budget_errors(rates, base, match):
+    with pytest.raises(ValueError, match=match):
+        budget.fit_budget([budget.Fit("a", "a", 1, 1, 1.0, 0.0)], base, 10.0, rates)
+
+
+def test_overrides_and_duration():
+    assert budget.overrides({"pretext": 3, "fixmatch.train": 8}) == {"pretext": {"epochs": 3},
+                                                                    "fixmatch": {"train": {"epochs": 8}}}
+    cfg = config_lib.override(presets.quick(), budget.overrides({"pretext": 3, "fixmatch.train": 8}))
+    assert (cfg.pretext.epochs, cfg.fixmatch.train.epochs, cfg.baseline.epochs) == (3, 8, 60)
     assert [budget.duration(s) for s in (4.4, 89, 90, 599, 600, 3000)] == \
         ["4 s", "89 s", "1.5 min", "10.0 min", "10 min", "50 min"]
 

@@ -118,6 +118,31 @@ def test_end_to_end_prints_the_whole_run_time(e2e):
 
 
 @pytest.mark.slow
+def test_a_budgeted_run_writes_the_epochs_that_re_make_it(dogs_dir, tmp_path):
+    """`--budget` sets the epochs from the probe and writes them (budget cleared) to config.json; `--config` of
+    that file makes the same run again, without planning."""
+    first, again = tmp_path / "budgeted", tmp_path / "again"
+    rc, out, err = _captured(["baseline", "--preset", "tiny", "--data-dir", dogs_dir, "--budget", "0.01",
+                              "--run-dir", str(first)])
+    assert rc == 0, err
+    assert re.search(r"^\[budget\] 0.01 min, spent \(\d+ s over\): baseline 1 epochs \(config: 2\)$", out, re.M)
+    saved = json.loads((first / "config.json").read_text())
+    assert saved["budget_minutes"] is None and saved["baseline"]["epochs"] == 1
+    plan = json.loads((first / "plan.json").read_text())
+    assert plan["budget_minutes"] == 0.01 and plan["probe_samples_per_s"] > 0
+    assert plan["config_epochs"] == {"baseline": 2} and plan["plans"][0]["epochs"] == {"baseline": 1}
+
+    rc, out, err = _captured(["baseline", "--config", str(first / "config.json"), "--run-dir", str(again)])
+    assert rc == 0, err
+    assert "[budget]" not in out and not (again / "plan.json").exists()
+    assert json.loads((again / "config.json").read_text()) == saved
+    assert (again / "split.json").read_text() == (first / "split.json").read_text()
+    for run_dir in (first, again):  # (the losses are not compared: two CPU runs of one config differ by ~2 %)
+        assert train.read_history(str(run_dir / "baseline" / "history.csv"))["epoch"] == [0.0]
+        assert json.loads((run_dir / "baseline" / "stage.json").read_text())["epochs"] == 1
+
+
+@pytest.mark.slow
 def test_end_to_end_predict(e2e):
     _, calls, photo = e2e
     rc, out, err = calls["predict"]

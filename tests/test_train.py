@@ -285,3 +285,7 @@ def test_pace_times_steps_after_the_warm_up_then_whole_epochs(tmp_path):
     assert clock.calls == [("start", "baseline", 3, 10, 0), ("step", "baseline", 0.7), ("epoch", "baseline", 2),
                            ("epoch", "baseline", 3), ("finish", "baseline", 3)]
 
+
+def test_probe_rate_times_the_rotation_step():
+    rate = train.probe_rate(CFG, SIZE, batch_size=4, steps=3, warmup=1)
+    assert 0 < rate < 1e7  # rotated samples a second
