@@ -82,7 +82,7 @@ def fit_labelled(run, stage):
         steps = math.ceil(len(run.split["labelled"]) / run.cfg.data.batch_size)
         return train.fit(model, run.dataset("labelled", training=True, stage=stage, repeat=True),
                          run.dataset("val"), stage, stage_dir, steps_per_epoch=steps, resume=run.resume,
-                         verbose=run.verbose, log=run.log)
+                         verbose=run.verbose, log=run.log, clock=run.clock)
 
     return fit
 

@@ -136,6 +136,9 @@ class Config:
     mixed_precision: bool = False
     strategy: str = "default"
     top_k: int = 5
+    # Minutes for the training stages and evaluate (export not counted): each stage's epochs are scaled to fit,
+    # keeping their proportions (`ssl_keras.budget`); the run's config.json holds the epochs and None here.
+    budget_minutes: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "method", tuple(self.method))
@@ -166,6 +169,8 @@ class Config:
             )
         _check(self.strategy in STRATEGIES, f"`strategy` must be one of {STRATEGIES}. Received: {self.strategy!r}")
         _check(self.top_k >= 1, f"`top_k` must be >= 1. Received: {self.top_k}")
+        _check(self.budget_minutes is None or self.budget_minutes > 0,
+               f"`budget_minutes` must be > 0 (or None: epochs as given). Received: {self.budget_minutes}")
 
 
 def to_dict(cfg: Config) -> dict:

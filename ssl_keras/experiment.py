@@ -65,7 +65,7 @@ def pretext_stage(run: Run) -> dict:
         model = models.build_rotation_model(cfg.model, d.image_size)
         hist = train.fit(model, train_ds.repeat(), val_ds, cfg.pretext, run.path("pretext"),
                          steps_per_epoch=math.ceil(len(keys) / d.batch_size), resume=run.resume,
-                         verbose=run.verbose, log=run.log)
+                         verbose=run.verbose, log=run.log, clock=run.clock)
     best = train.best_epoch(hist)
     plots.history(hist, "pretext (rotation)", run.path("pretext", "curves.png"), best_epoch=best)
     return run.finish_stage("pretext", start, epochs=len(hist.get("loss", [])),
@@ -283,6 +283,66 @@ STAGES = {
 TRAINING = ("baseline", "pretext", "finetune", "methods")  # skipped when finished; their time is in stage.json
 
 
+def _start_clock(run: Run, stages) -> dict | None:
+    """Gives `run` the clock of `stages` (None without training stages); a resumed run's finished fits show
+    the time they took. Under `cfg.budget_minutes`, times a probe of the training step (the clock's rate until
+    a fit is measured) and returns the budget's plan (what `_fit_budget` keeps in plan.json), else None."""
+    import keras
+
+    from ssl_keras import budget, train
+
+    run.clock = None
+    if not any(s in TRAINING for s in stages):
+        return None
+    begin = time.monotonic()
+    sizes = budget.sizes(run.split)
+    fits = budget.fits(run.cfg, sizes, stages)
+    run.clock = budget.Clock(fits, root=run.dir, log=run.log, extra="+ export" if "export" in stages else "",
+                             start=begin)
+    for f in fits:
+        if run.resume and (info := run.stage_info(f.name)):
+            run.clock.finish(f.name, info.get("wall_time_s", 0.0), quiet=True)
+    if not run.cfg.budget_minutes:
+        return None
+    d = run.cfg.data
+    rate = train.probe_rate(run.cfg.model, d.image_size, d.batch_size)
+    keras.utils.set_random_seed(run.cfg.seed)  # the probe's model leaves the run's random draws as they were
+    run.clock.rate, run.clock.rate_from = rate, "probe"
+    return {"budget_minutes": run.cfg.budget_minutes, "probe_samples_per_s": round(rate, 1), "sizes": sizes,
+            "config_epochs": {f.key: f.epochs for f in fits if f.key}, "plans": []}
+
+
+def _fit_budget(run: Run, stages, plan: dict, before: str) -> None:
+    """Sets the epochs of the fits not yet begun to fit the budget left (`budget.fit_budget`, each fit at the rate
+    `Clock.rate_for` expects), before the training stage `before` starts.
+
+    `run.cfg` and config.json get the epochs and `budget_minutes=None`: `--config <run>/config.json` re-makes
+    the run without planning again, and a resumed run keeps them. plan.json keeps the budget, the probe and each
+    plan.
+    """
+    from ssl_keras import budget, config as config_lib
+
+    clock = run.clock
+    begun = set(clock.took) | set(clock.started)
+    left = [f for f in clock.fits.values() if f.name not in begun
+            and not (run.resume and os.path.exists(run.path(f.name, "history.csv")))]
+    seconds = plan["budget_minutes"] * 60 - (clock.now() - clock.start_time)
+    rates = {f.name: clock.rate_for(f) for f in left}
+    epochs = budget.fit_budget(left, plan["config_epochs"], seconds, rates)
+    if not epochs:
+        return
+    run.cfg = config_lib.override(run.cfg, {**budget.overrides(epochs), "budget_minutes": None})
+    write_json(run.path("config.json"), config_lib.to_dict(run.cfg))
+    clock.set_fits(budget.fits(run.cfg, plan["sizes"], stages))
+    plan["plans"].append({"before": before, "seconds_left": round(seconds, 1), "epochs": epochs,
+                          "samples_per_s": {name: round(r, 1) for name, r in rates.items()}})
+    write_json(run.path("plan.json"), plan)
+    left_text = f"{budget.duration(seconds)} left" if seconds > 0 else f"spent ({budget.duration(-seconds)} over)"
+    run.log(f"[budget] {plan['budget_minutes']:g} min, {left_text}: "
+            + ", ".join(f"{k} {n} epochs (config: {plan['config_epochs'][k]})" for k, n in epochs.items()))
+    run.log(clock.line())
+
+
 def _trained_seconds(run: Run, stage: str) -> float:
     """The training time the stage.json files of `stage` record (for a stage skipped by --resume)."""
     if stage == "finetune":
@@ -300,6 +360,9 @@ def run_stages(run: Run, stages, *, export_dir="export", model_name="dog_breeds"
     `export_dir`, `model_name`, `model` (a .keras file; default: the run's best) and `top_k` are the
     export's.
 
+    With training stages among them, prints the whole run's time as it goes (`[plan]`, `budget.Clock`);
+    under `cfg.budget_minutes`, first sets their epochs to fit it (`_fit_budget`).
+
     Returns:
         The report when `report` was among them, else {}.
     """
@@ -307,11 +370,16 @@ def run_stages(run: Run, stages, *, export_dir="export", model_name="dog_breeds"
     wall_path = run.path("wall_time.json")
     wall = read_json(wall_path) if os.path.exists(wall_path) else {}
     result = {}
+    plan = _start_clock(run, stages)
     for stage in stages:
         if stage not in STAGES:
             raise ValueError(f"Unknown stage {stage!r}. Expected one of {tuple(STAGES)}.")
         start, trained = time.time(), run.trained
+        if stage in TRAINING and plan:
+            _fit_budget(run, stages, plan, before=stage)
         out = STAGES[stage](run, **options.get(stage, {}))
+        if stage == "evaluate" and run.clock:
+            run.clock.finish("evaluate", time.time() - start)
         if stage == "report":
             result = out
             continue

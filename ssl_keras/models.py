@@ -68,8 +68,42 @@ class BatchNormalization(keras.layers.BatchNormalization):
         return keras.ops.cast(y, self.compute_dtype)
 
 
+def with_keras_layers(model):
+    """A copy of `model` made of Keras' own layers, with the same weights and `trainable` flags.
+
+    What a run saves (`train.save_model`): `keras.models.load_model` reads the file
+    without importing this project. Each `BatchNormalization` (the fused training kernel)
+    becomes `keras.layers.BatchNormalization` with the same config; in inference the two
+    run the same code, so the copy's outputs are the model's. Nested models (the backbone)
+    are copied too, and a call with `training=False` stays one.
+
+    Raises:
+        ValueError: when a weight of the copy is not found in `model` (from `transfer.copy_weights`).
+    """
+    from ssl_keras import transfer
+
+    def clone(layer):
+        cls = keras.layers.BatchNormalization if isinstance(layer, BatchNormalization) else type(layer)
+        return cls.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    transfer.copy_weights(model, copy)
+    _copy_trainable(model, copy)
+    return copy
+
+
+def _copy_trainable(source, target):
+    target.trainable = source.trainable  # a container first: it sets every layer inside it
+    for a, b in zip(source.layers, target.layers):
+        if isinstance(a, keras.Model):
+            _copy_trainable(a, b)
+        else:
+            b.trainable = a.trainable
+
+
 def load(path: str):
-    """`keras.models.load_model(path)`, with this module's layers registered."""
+    """`keras.models.load_model(path)`, with this module's layers registered (for files saved before
+    `with_keras_layers`, which name `ssl_keras>BatchNormalization`)."""
     return keras.models.load_model(path)
 
 

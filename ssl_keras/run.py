@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pretext-from", metavar="RUN_DIR_OR_MODEL",
                    help="reuse a finished rotation model (a run directory or its pretext/best.keras) instead of "
                         "training one")
+    g.add_argument("--budget", type=float, metavar="MINUTES",
+                   help="fit the training stages and evaluate into MINUTES on this machine: each stage's epochs "
+                        "scaled from its measured speed, in the config's proportions; config.json gets the epochs")
     g.add_argument("--freeze", help="backbone blocks frozen when fine-tuning: all, none or N (first N blocks)")
     g.add_argument("--transfer-blocks", type=int,
                    help="copy only the first N pretext blocks; later blocks start fresh (default 0: all)")
@@ -122,6 +125,8 @@ def flag_overrides(args) -> dict:
             out[key] = getattr(args, key)
     if args.mixed_precision:
         out["mixed_precision"] = True
+    if args.budget is not None:
+        out["budget_minutes"] = args.budget
     return out
 
 

@@ -2,12 +2,12 @@
 
 A run directory explains itself: `config.json` (the resolved config), `split.json`,
 `skipped.json`, one folder a stage (`history.csv`, `curves.png`, `best.keras`,
-`final.keras`, `stage.json`, `logs/` for TensorBoard), `wall_time.json`, `report.json`
-and the plots. `classifiers(cfg)` is the one table that names every classifier of a run:
-its directory, its `report.json` key and its plot label (a method's rows are its module's,
-through the table of `ssl_keras.methods`). The stages that fill a run are in
-`ssl_keras.experiment`; the scores that choose between its classifiers, in
-`ssl_keras.classifier_stage`.
+`final.keras`, `stage.json`, `logs/` for TensorBoard), `wall_time.json`, `report.json`,
+`plan.json` (a run under `--budget`: the budget, its probe and each plan) and the plots.
+`classifiers(cfg)` is the one table that names every classifier of a run: its directory,
+its `report.json` key and its plot label (a method's rows are its module's, through the
+table of `ssl_keras.methods`). The stages that fill a run are in `ssl_keras.experiment`;
+the scores that choose between its classifiers, in `ssl_keras.classifier_stage`.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class Run:
         self._source = None
         self._split = None
         self.trained = 0  # training stages that ran in this call (not skipped by --resume)
+        self.clock = None  # the `budget.Clock` of the stages running now (`experiment.run_stages`)
 
     def path(self, *parts) -> str:
         return os.path.join(self.dir, *parts)

@@ -17,13 +17,23 @@ import json
 import math
 import os
 import shutil
+import time
 
 import keras
 import numpy as np
 
-from ssl_keras import files
+from ssl_keras import files, models
 
 STATE = "state.json"
+
+
+def save_model(model, path: str) -> None:
+    """Commits `model` at `path` (`files.commit`), made of Keras' own layers (`models.with_keras_layers`):
+    a crash never leaves half a file, and plain `keras.models.load_model` reads it.
+
+    The file holds the architecture and the weights, no optimizer (the resume state is in `backup/`).
+    """
+    files.commit(path, models.with_keras_layers(model).save)
 
 
 def read_history(path: str) -> dict[str, list[float]]:
@@ -118,7 +128,7 @@ class Checkpointer(keras.callbacks.Callback):
             return None
 
     def _save_best(self) -> None:
-        files.commit(os.path.join(self.dir, "best.keras"), self.keep.save)
+        save_model(self.keep, os.path.join(self.dir, "best.keras"))
         files.write_text(os.path.join(self.dir, "best.json"), json.dumps(self.best))
 
     def _commit(self, epoch: int) -> None:
@@ -156,7 +166,7 @@ class Checkpointer(keras.callbacks.Callback):
 
     def finish(self) -> None:
         """After `fit`: `final.keras`, then the state marked done, then the weight backups removed."""
-        files.commit(os.path.join(self.dir, "final.keras"), self.keep.save)
+        save_model(self.keep, os.path.join(self.dir, "final.keras"))
         self.done = True
         state = self._read_state()
         if state is not None:
@@ -165,6 +175,87 @@ class Checkpointer(keras.callbacks.Callback):
         for old in os.listdir(self.backup):
             if old != STATE:
                 os.remove(os.path.join(self.backup, old))
+
+
+class Pace(keras.callbacks.Callback):
+    """Times a fit for the run's clock (`budget.Clock`): its steps after `warmup`, then its whole epochs.
+
+    The first `warmup` steps of a fit build and trace the step function; the next `measure`
+    steps (or those left in the first epoch) give its seconds a step. From the second epoch
+    on, the mean of its whole epochs after the first (validation and checkpoints included)
+    replaces that. Put it last among the callbacks, so an epoch's time includes theirs.
+
+    Args:
+        clock: a `budget.Clock`.
+        stage_dir: the fit's stage directory (its name in the clock).
+    """
+
+    def __init__(self, clock, stage_dir: str, warmup: int = 2, measure: int = 5):
+        super().__init__()
+        self.clock, self.fit_name, self.warmup, self.measure = clock, clock.name(stage_dir), warmup, measure
+
+    def on_train_begin(self, logs=None):
+        self.begin, self.step, self.mark = time.perf_counter(), 0, None
+        self.first_epoch = self.last_epoch = None
+        self.epoch_seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.first_epoch is None:  # a resumed fit begins after its finished epochs
+            self.first_epoch = epoch
+            self.clock.start(self.fit_name, self.params.get("epochs"), self.params.get("steps"), done=epoch)
+        self.epoch, self.epoch_start = epoch, time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step == self.warmup:
+            self.mark = (self.step, time.perf_counter())
+        elif self.mark and self.step - self.mark[0] == self.measure:
+            self._report_steps(batch)
+
+    def _report_steps(self, batch):
+        """Seconds a step since the warm-up, once."""
+        if self.mark and self.step > self.mark[0]:
+            seconds = (time.perf_counter() - self.mark[1]) / (self.step - self.mark[0])
+            done = self.epoch + (batch + 1) / (self.params.get("steps") or batch + 1)
+            self.clock.measured(self.fit_name, done, seconds_per_step=seconds)
+        self.mark = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.first_epoch:
+            self._report_steps(self.params.get("steps", 1) - 1)  # an epoch shorter than warm-up and measure
+        else:
+            self.epoch_seconds.append(time.perf_counter() - self.epoch_start)
+            self.clock.measured(self.fit_name, epoch + 1,
+                                seconds_per_epoch=sum(self.epoch_seconds) / len(self.epoch_seconds))
+        self.last_epoch = epoch
+
+    def on_train_end(self, logs=None):
+        epochs = None if self.last_epoch is None else self.last_epoch + 1  # fewer when it stopped early
+        self.clock.finish(self.fit_name, time.perf_counter() - self.begin, epochs=epochs)
+
+
+def probe_rate(model_cfg, image_size: int, batch_size: int, steps: int = 5, warmup: int = 2) -> float:
+    """This machine's training samples/s: the median of `steps` steps (after `warmup`) of the rotation model
+    on one random in-memory batch of `4 * batch_size` photos, as the pretext stage feeds it.
+
+    Only the step is timed (no data pipeline, no validation): `budget.Clock` plans with it until
+    the run's own fits are measured.
+    """
+    from ssl_keras.config import StageConfig
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (4 * batch_size, image_size, image_size, 3)).astype("float32")
+    y = rng.integers(0, 4, 4 * batch_size)
+    model = models.build_rotation_model(model_cfg, image_size)
+    compile_model(model, StageConfig(epochs=1), steps + warmup)
+    for _ in range(warmup):
+        model.train_on_batch(x, y)
+    seconds = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        model.train_on_batch(x, y)  # returns the loss: the step has finished
+        seconds.append(time.perf_counter() - start)
+    return len(x) / float(np.median(seconds))
 
 
 def recalibrate_batchnorm(model, batches, steps: int = 50) -> None:
@@ -202,7 +293,7 @@ def compile_model(model, stage, steps_per_epoch: int, loss="sparse_categorical_c
 
 def fit(model, train_ds, val_ds, stage, stage_dir: str, *, steps_per_epoch: int, resume: bool = False,
         keep=None, loss="sparse_categorical_crossentropy", loss_weights=None, metrics=("accuracy",),
-        verbose=1, log=print, before_validation=None) -> dict[str, list[float]]:
+        verbose=1, log=print, before_validation=None, clock=None) -> dict[str, list[float]]:
     """Fits `model` for one stage, keeping the best and final models of `keep` in `stage_dir`.
 
     Args:
@@ -218,6 +309,7 @@ def fit(model, train_ds, val_ds, stage, stage_dir: str, *, steps_per_epoch: int,
             a model with several outputs).
         verbose: Keras progress output (1 = progress bar, 2 = a line an epoch).
         before_validation: called with `keep` after each epoch, before it is validated.
+        clock: the run's `budget.Clock`, told how fast this fit goes (`Pace`); None: not timed.
 
     Returns:
         The history of the whole stage (resumed epochs included), as columns.
@@ -232,6 +324,8 @@ def fit(model, train_ds, val_ds, stage, stage_dir: str, *, steps_per_epoch: int,
         model._initial_epoch = done or None
         callbacks = [checkpointer, keras.callbacks.TensorBoard(os.path.join(stage_dir, "logs"), write_graph=False,
                                                                profile_batch=0)]
+        if clock is not None:
+            callbacks.append(Pace(clock, stage_dir))  # last: an epoch's time includes validation
         model.fit(train_ds, epochs=stage.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
                   verbose=verbose, shuffle=False)  # the tf.data pipeline shuffles
     checkpointer.finish()

@@ -4,8 +4,10 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -97,6 +99,47 @@ def test_end_to_end_artefacts(e2e, dogs_dir):
     split = json.loads((run_dir / "split.json").read_text())
     assert all(os.path.basename(k).startswith("imagewoof_val_") for k, _ in split["test"])
     assert json.loads((run_dir / "skipped.json").read_text()) == {"count": 0, "files": []}
+    for path in run_dir.rglob("*.keras"):  # Keras' own layers only: plain keras.models.load_model reads them
+        with zipfile.ZipFile(path) as z:
+            assert "ssl_keras" not in z.read("config.json").decode(), path
+
+
+@pytest.mark.slow
+def test_end_to_end_prints_the_whole_run_time(e2e):
+    """Each call that trains prints the `[plan]` line (budget.Clock) once its fits are measured and as they end."""
+    _, calls, _ = e2e
+    plans = {stage: [ln for ln in out.splitlines() if ln.startswith("[plan] ")] for stage, (_, out, _) in calls.items()}
+    assert plans["baseline"][-1].startswith("[plan] baseline 2 epochs took ")
+    assert re.search(r" · whole run \d+ s \(this machine: [\d,]+ samples/s in baseline\)$", plans["baseline"][-1])
+    assert re.match(r"\[plan\] pretext 2 epochs took \d+ s · whole run \d+ s", plans["pretext"][-1])
+    assert re.match(r"\[plan\] finetune_all 2 epochs (took|≈) \d+ s.* · finetune_1 2 epochs ≈ \d+ s · "
+                    r"whole run ≈ ", plans["finetune"][0])
+    assert plans["evaluate"] == plans["report"] == plans["predict"] == []  # nothing trained: no plan
+
+
+@pytest.mark.slow
+def test_a_budgeted_run_writes_the_epochs_that_re_make_it(dogs_dir, tmp_path):
+    """`--budget` sets the epochs from the probe and writes them (budget cleared) to config.json; `--config` of
+    that file makes the same run again, without planning."""
+    first, again = tmp_path / "budgeted", tmp_path / "again"
+    rc, out, err = _captured(["baseline", "--preset", "tiny", "--data-dir", dogs_dir, "--budget", "0.01",
+                              "--run-dir", str(first)])
+    assert rc == 0, err
+    assert re.search(r"^\[budget\] 0.01 min, spent \(\d+ s over\): baseline 1 epochs \(config: 2\)$", out, re.M)
+    saved = json.loads((first / "config.json").read_text())
+    assert saved["budget_minutes"] is None and saved["baseline"]["epochs"] == 1
+    plan = json.loads((first / "plan.json").read_text())
+    assert plan["budget_minutes"] == 0.01 and plan["probe_samples_per_s"] > 0
+    assert plan["config_epochs"] == {"baseline": 2} and plan["plans"][0]["epochs"] == {"baseline": 1}
+
+    rc, out, err = _captured(["baseline", "--config", str(first / "config.json"), "--run-dir", str(again)])
+    assert rc == 0, err
+    assert "[budget]" not in out and not (again / "plan.json").exists()
+    assert json.loads((again / "config.json").read_text()) == saved
+    assert (again / "split.json").read_text() == (first / "split.json").read_text()
+    for run_dir in (first, again):  # (the losses are not compared: two CPU runs of one config differ by ~2 %)
+        assert train.read_history(str(run_dir / "baseline" / "history.csv"))["epoch"] == [0.0]
+        assert json.loads((run_dir / "baseline" / "stage.json").read_text())["epochs"] == 1
 
 
 @pytest.mark.slow

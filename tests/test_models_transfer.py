@@ -263,3 +263,46 @@ def test_fused_batch_norm_matches_keras_batch_norm(tmp_path):
     model.save(path)
     pixels = np.random.default_rng(3).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
     np.testing.assert_allclose(models.load(path)(pixels), model(pixels), rtol=1e-6)
+
+
+# A fresh interpreter that never imports ssl_keras: loads a .keras file with plain Keras, runs it on saved pixels.
+_PLAIN_KERAS = """
+import json, sys
+import keras, numpy as np
+model = keras.models.load_model(sys.argv[1])
+out = np.asarray(model(np.load(sys.argv[2]), training=False))
+np.save(sys.argv[3], out)
+backbone = model.get_layer("backbone")
+print(json.dumps({"ssl_keras_imported": any(m.startswith("ssl_keras") for m in sys.modules),
+                  "bn": sorted({type(l).__module__ + "." + type(l).__name__ for l in backbone.layers
+                                if "BatchNormalization" in type(l).__name__}),
+                  "trainable": {l.name: l.trainable for l in backbone.layers if l.weights}}))
+"""
+
+
+@pytest.mark.parametrize("freeze", ["1", "all"])
+def test_saved_classifier_loads_in_plain_keras(tmp_path, freeze):
+    """`train.save_model` writes Keras' own layers: a fresh interpreter without ssl_keras loads the file and
+    gives the in-process model's outputs (BatchNorm statistics included) and its frozen blocks."""
+    import json
+    import subprocess
+    import sys
+
+    model = models.build_classifier(CFG, SIZE, 3, frozen_backbone=(freeze == "all"))
+    transfer.set_frozen(model, freeze)
+    _randomise(model, seed=4)
+    assert isinstance(model.get_layer("backbone").get_layer("block1_bn1"), models.BatchNormalization)
+    path, pixels, out = tmp_path / "best.keras", tmp_path / "x.npy", tmp_path / "y.npy"
+    train.save_model(model, str(path))
+    x = _pixels(3, 40, 50, seed=5)
+    np.save(pixels, x)
+    proc = subprocess.run([sys.executable, "-c", _PLAIN_KERAS, str(path), str(pixels), str(out)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["ssl_keras_imported"] is False
+    assert info["bn"] == ["keras.src.layers.normalization.batch_normalization.BatchNormalization"]
+    backbone = model.get_layer("backbone")
+    assert info["trainable"] == {layer.name: layer.trainable for layer in backbone.layers if layer.weights}
+    np.testing.assert_allclose(np.load(out), np.asarray(model(x, training=False)), rtol=1e-5, atol=1e-6)
+    assert isinstance(backbone.get_layer("block1_bn1"), models.BatchNormalization)  # the model itself is unchanged

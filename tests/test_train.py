@@ -57,12 +57,12 @@ def test_crash_during_save_keeps_the_previous_file(tmp_path, monkeypatch):
 
     newer = _model()
 
-    def crashing_save(filepath, *args, **kwargs):
+    def crashing_save(self, filepath, *args, **kwargs):
         with open(filepath, "wb") as f:
             f.write(b"PK\x03\x04 half a zip")  # the start of a .keras file, then the disk fills up
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(newer, "save", crashing_save)
+    monkeypatch.setattr(keras.Model, "save", crashing_save)  # what is saved is a copy of `newer`
     with pytest.raises(OSError, match="No space left"):
         files.commit(path, newer.save)
     np.testing.assert_allclose(np.asarray(keras.models.load_model(path)(x)), expected, rtol=1e-6)
@@ -271,3 +271,41 @@ def test_few_validation_photos_keep_the_last_epoch(tmp_path, datasets, monkeypat
     best, final = (keras.models.load_model(os.path.join(stage_dir, f)) for f in ("best.keras", "final.keras"))
     x = next(iter(val_ds))[0]
     np.testing.assert_allclose(best.predict(x, verbose=0), final.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+class RecordingClock:
+    """What `train.Pace` tells the run's clock (`budget.Clock`'s methods), in order."""
+
+    def __init__(self):
+        self.calls = []
+
+    def name(self, stage_dir):
+        return os.path.basename(stage_dir)
+
+    def start(self, name, epochs=None, steps=None, done=0.0):
+        self.calls.append(("start", name, epochs, steps, done))
+
+    def measured(self, name, done, seconds_per_step=None, seconds_per_epoch=None):
+        self.calls.append(("step" if seconds_per_step else "epoch", name, done))
+        assert (seconds_per_step or seconds_per_epoch) > 0
+
+    def finish(self, name, seconds, epochs=None):
+        self.calls.append(("finish", name, epochs))
+        assert seconds > 0
+
+
+def test_pace_times_steps_after_the_warm_up_then_whole_epochs(tmp_path):
+    x, y = _pixels(8 * 10), np.arange(8 * 10) % 3
+    train_ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).repeat()
+    val_ds = tf.data.Dataset.from_tensor_slices((_pixels(6, seed=1), np.arange(6) % 3)).batch(6)
+    clock = RecordingClock()
+    train.fit(_model(), train_ds, val_ds, StageConfig(epochs=3), str(tmp_path / "baseline"), steps_per_epoch=10,
+              verbose=0, clock=clock)
+    # 2 warm-up steps, then 5 timed: reported after step 7 of 10 (0.7 epochs done); epochs 2 and 3 whole.
+    assert clock.calls == [("start", "baseline", 3, 10, 0), ("step", "baseline", 0.7), ("epoch", "baseline", 2),
+                           ("epoch", "baseline", 3), ("finish", "baseline", 3)]
+
+
+def test_probe_rate_times_the_rotation_step():
+    rate = train.probe_rate(CFG, SIZE, batch_size=4, steps=3, warmup=1)
+    assert 0 < rate < 1e7  # rotated samples a second

@@ -102,7 +102,8 @@ def dataset(labelled, unlabelled, strong_ops: int, strong_factor: float, seed: i
 
 
 def train_classifier(classifier, model_cfg, image_size, num_classes, method_cfg, labelled, unlabelled, val, *,
-                     steps_per_epoch, stage_dir, photos=None, seed=0, resume=False, verbose=1, log=print) -> dict:
+                     steps_per_epoch, stage_dir, photos=None, seed=0, resume=False, verbose=1, log=print,
+                     clock=None) -> dict:
     """Trains `classifier` with FixMatch's two losses; keeps its best and final epochs in `stage_dir`.
 
     Args:
@@ -115,6 +116,7 @@ def train_classifier(classifier, model_cfg, image_size, num_classes, method_cfg,
         photos: endless batches of photos (not augmented) on which BatchNorm's moving statistics are
             re-estimated before each validation: the strongly augmented views drag them away from
             what photos look like (`train.recalibrate_batchnorm`).
+        clock: the run's `budget.Clock`, told how fast the fit goes (`train.fit`); None: not timed.
 
     Returns:
         The stage's history, as columns (`consistency_confident`: the fraction above the threshold).
@@ -129,7 +131,7 @@ def train_classifier(classifier, model_cfg, image_size, num_classes, method_cfg,
                      loss_weights={"breed": 1.0, "consistency": method_cfg.weight},
                      metrics={"breed": ["accuracy"],
                               "consistency": [confident_fraction(method_cfg.threshold, num_classes)]},
-                     verbose=verbose, log=log,
+                     verbose=verbose, log=log, clock=clock,
                      before_validation=None if photos is None else lambda m: train.recalibrate_batchnorm(m, photos))
 
 
@@ -156,7 +158,7 @@ def stage(run) -> dict:
             run.dataset("labelled", training=True, stage=mc.train, repeat=True), unlabelled, run.dataset("val"),
             steps_per_epoch=math.ceil(len(run.pool) / (mc.ratio * d.batch_size)), stage_dir=stage_dir,
             photos=classifier_stage.pool_photos(run), seed=cfg.seed, resume=run.resume, verbose=run.verbose,
-            log=run.log)
+            log=run.log, clock=run.clock)
 
     freeze = "none" if mc.init == "scratch" else classifier_stage.method_freeze(cfg)
     return classifier_stage.run_stage(

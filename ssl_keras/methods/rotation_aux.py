@@ -60,7 +60,7 @@ def dataset(labelled, unlabelled):
 
 
 def train_classifier(classifier, model_cfg, image_size, method_cfg, labelled, unlabelled, val, *, steps_per_epoch,
-                     stage_dir, pretext=None, photos=None, resume=False, verbose=1, log=print) -> dict:
+                     stage_dir, pretext=None, photos=None, resume=False, verbose=1, log=print, clock=None) -> dict:
     """Trains `classifier` with the breed and rotation losses; keeps its best and final epochs in `stage_dir`.
 
     Args:
@@ -78,6 +78,7 @@ def train_classifier(classifier, model_cfg, image_size, method_cfg, labelled, un
         photos: endless batches of upright photos on which BatchNorm's moving statistics are re-estimated
             before each validation (the rotated views, 8x the labelled batch, drag them;
             `train.recalibrate_batchnorm`).
+        clock: the run's `budget.Clock`, told how fast the fit goes (`train.fit`); None: not timed.
 
     Returns:
         The stage's history, as columns.
@@ -91,7 +92,7 @@ def train_classifier(classifier, model_cfg, image_size, method_cfg, labelled, un
                      steps_per_epoch=steps_per_epoch, resume=resume, keep=classifier,
                      loss={"breed": "sparse_categorical_crossentropy", "rotation": "sparse_categorical_crossentropy"},
                      loss_weights={"breed": 1.0, "rotation": method_cfg.weight},
-                     metrics={"breed": ["accuracy"], "rotation": ["accuracy"]}, verbose=verbose, log=log,
+                     metrics={"breed": ["accuracy"], "rotation": ["accuracy"]}, verbose=verbose, log=log, clock=clock,
                      before_validation=None if photos is None else lambda m: train.recalibrate_batchnorm(m, photos))
 
 
@@ -126,7 +127,7 @@ def stage(run) -> dict:
                 model, cfg.model, d.image_size, mc, labelled, unlabelled, run.dataset("val"),
                 steps_per_epoch=math.ceil(len(run.split["labelled"]) / d.batch_size), stage_dir=stage_dir,
                 pretext=pretext_model, photos=classifier_stage.pool_photos(run), resume=run.resume,
-                verbose=run.verbose, log=run.log)
+                verbose=run.verbose, log=run.log, clock=run.clock)
 
         freeze = classifier_stage.method_freeze(cfg) if start == "pretext" else "none"
         out[name] = classifier_stage.run_stage(run, name, start, freeze, fit, pretext=pretext_model,

@@ -258,7 +258,7 @@ def dataset(labelled, pseudo, labelled_fraction: float, batch_size: int, augment
 
 
 def train_student(student, model_cfg, image_size, method_cfg, batches, val, *, steps_per_epoch, stage_dir,
-                  photos=None, resume=False, verbose=1, log=print) -> dict:
+                  photos=None, resume=False, verbose=1, log=print, clock=None) -> dict:
     """Trains `student` on mixed batches (`dataset`) with soft-target cross-entropy (+ rotation loss).
 
     With the rotation loss, BatchNorm's moving statistics are re-estimated on `photos` (endless
@@ -279,7 +279,7 @@ def train_student(student, model_cfg, image_size, method_cfg, batches, val, *, s
         weights["rotation"] = method_cfg.rotation_weight
     return train.fit(trainer, batches, val, method_cfg.train, stage_dir, steps_per_epoch=steps_per_epoch,
                      resume=resume, keep=student, loss=loss, loss_weights=weights, metrics=metrics, verbose=verbose,
-                     log=log, before_validation=None if not (rotation and photos is not None)
+                     log=log, clock=clock, before_validation=None if not (rotation and photos is not None)
                      else lambda m: train.recalibrate_batchnorm(m, photos))
 
 
@@ -336,7 +336,7 @@ def stage(run) -> dict:
             steps = math.ceil((len(lab_keys) + len(chosen["keys"])) / d.batch_size)
             return train_student(model, cfg.model, d.image_size, mc, batches, run.dataset("val"),
                                  steps_per_epoch=steps, stage_dir=stage_dir, photos=classifier_stage.pool_photos(run),
-                                 resume=run.resume, verbose=run.verbose, log=run.log)
+                                 resume=run.resume, verbose=run.verbose, log=run.log, clock=run.clock)
 
         freeze = "none" if mc.init == "scratch" else classifier_stage.method_freeze(cfg)
         student = classifier_stage.run_stage(run, name, mc.init, freeze, fit, pretext=pretext_model,

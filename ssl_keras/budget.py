@@ -1,0 +1,366 @@
+"""The run's time: what each training stage costs, the whole-run estimate, and epochs that fit a budget.
+
+Pure arithmetic, no TensorFlow: the Keras callback that times the steps (`train.Pace`),
+the probe (`train.probe_rate`) and the run's use of both (`experiment.run_stages`) are
+elsewhere, so this module is tested on made-up throughputs.
+
+**The unit of work** is one *sample*: one photo at the run's image size through the
+model forward and back. A forward pass alone (validation, prediction, BatchNorm
+re-estimation) counts as 1/3 of a sample: the backward pass costs about two forward passes
+(`benchmarks/bench_compute.py` counts FLOPs the same way). The heads are small next to
+the backbone and are not counted. A machine's throughput is samples/s.
+
+**What a fit costs.** Each fit of a run (one stage directory) costs, each epoch,
+`steps x step_samples + epoch_samples`, with B the batch size, L, V, T the labelled,
+validation and test photos, U and U_val the rotation task's unlabelled train and
+validation photos, P the whole unlabelled pool, and R = 50 batches of BatchNorm re-estimation:
+
+| fit | steps an epoch | samples a step | samples each epoch besides |
+|---|---|---|---|
+| `baseline`, `finetune_<freeze>` | L / B | B (B / 3 with the whole backbone frozen) | V / 3 |
+| `pretext` | U / B | 4 B | 4 U_val / 3 |
+| `rotation_aux`, `rotation_aux_scratch` | L / B | B + 4 (B + Bu) | V / 3 + R B / 3 |
+| `self_training/round<r>` | (L + P') / B | B, or 5 B with the rotation loss | V / 3 (+ R B / 3) |
+| `fixmatch` | P / (ratio B) | B + ratio B (strong) + ratio B / 3 (weak) | V / 3 + R B / 3 |
+| `evaluate` | - | - | T / 3 per classifier |
+
+P' (the pseudo-labelled photos) is not known before the teacher has labelled the pool; the
+estimate takes all of P (capped at `per_class` a class), an upper bound.
+
+**The estimate** (`Clock`). A finished fit shows the time it took. A running fit is timed
+by its own steps once it is past its warm-up steps, then by its whole epochs (validation,
+checkpoints and all) after its first; its rest is its remaining samples at its own rate. A
+fit not yet started is its samples at the rate of the measured fit whose step is closest in
+size (a step's size, augmentation and data set how well a stage uses the machine), or,
+before any fit is measured, the probe's (`train.probe_rate`: the rotation model's step
+alone, so it is optimistic by the validation and checkpoint time of the real stages). Each
+fit's rate replaces the estimate as soon as it is measured, so the line grows more exact as
+the run goes on. A fit's first epoch also decodes its photos, so its first line is slow.
+
+**A budget** (`fit_budget`) scales the epochs of the fits not yet started by one factor,
+so they keep the proportions the config gives, and fits them into the seconds left. The run
+(`experiment.run_stages`) plans before each training stage with the rates known then: the
+first plan from the probe, each later one from the fits measured so far; a stage's epochs
+are fixed when it starts (its learning-rate schedule spans them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+
+FORWARD = 1 / 3  # a forward pass, in training samples
+RECALIBRATION_STEPS = 50  # `train.recalibrate_batchnorm`'s default
+PLAN_STAGES = ("baseline", "pretext", "finetune", "methods", "evaluate")  # the run's stages that have a cost here
+
+
+@dataclasses.dataclass(frozen=True)
+class Fit:
+    """One fit of a run and its cost.
+
+    Attributes:
+        name: its stage directory (`baseline`, `finetune_1`, `self_training/round1`, ...), or `evaluate`.
+        key: the config section whose `epochs` it trains for (`finetune`, `fixmatch.train`, ...); None for
+            work whose size no epoch count sets (`evaluate`).
+        epochs: epochs it trains for.
+        steps: training steps an epoch.
+        step_samples: samples (see the module docstring) of one step.
+        epoch_samples: samples of the work each epoch besides its steps (validation, BatchNorm re-estimation).
+    """
+
+    name: str
+    key: str | None
+    epochs: int
+    steps: int
+    step_samples: float
+    epoch_samples: float
+
+    @property
+    def epoch_cost(self) -> float:
+        """Samples of one epoch, steps and the rest."""
+        return self.steps * self.step_samples + self.epoch_samples
+
+    @property
+    def samples(self) -> float:
+        """Samples of the whole fit."""
+        return self.epochs * self.epoch_cost
+
+
+def sizes(split: dict) -> dict[str, int]:
+    """The counts a run's cost depends on, from its `split.json`."""
+    return {"labelled": len(split["labelled"]), "val": len(split["val"]), "test": len(split["test"]),
+            "unlabelled": len(split["unlabelled"]), "unlabelled_val": len(split["unlabelled_val"]),
+            "classes": len(split["classes"])}
+
+
+def fits(cfg, counts: dict[str, int], stages=PLAN_STAGES) -> list[Fit]:
+    """The fits of `stages` (names of `experiment.PIPELINE`) of a run of `cfg` on a split of `counts`.
+
+    Args:
+        cfg: a `config.Config`.
+        counts: as `sizes` returns them.
+        stages: the stages that will run; others (export, report) cost nothing here.
+
+    Returns:
+        The fits in the order they run, with their costs (the module docstring's table).
+    """
+    from ssl_keras.rundir import classifiers
+
+    b, n_val = cfg.data.batch_size, counts["val"]
+    pool = counts["unlabelled"] + counts["unlabelled_val"]
+    val, recal = FORWARD * n_val, FORWARD * RECALIBRATION_STEPS * b
+    labelled_steps = math.ceil(counts["labelled"] / b)
+    table = classifiers(cfg)
+    out = []
+    if "baseline" in stages:
+        out.append(Fit("baseline", "baseline", cfg.baseline.epochs, labelled_steps, b, val))
+    if "pretext" in stages:
+        out.append(Fit("pretext", "pretext", cfg.pretext.epochs, math.ceil(counts["unlabelled"] / b), 4 * b,
+                       FORWARD * 4 * counts["unlabelled_val"]))
+    if "finetune" in stages:
+        for c in table:
+            if c.method == "pretrain" and c.freeze is not None:
+                out.append(Fit(c.dir, "finetune", cfg.finetune.epochs, labelled_steps,
+                               FORWARD * b if c.freeze == "all" else b, val))
+    if "methods" in stages:
+        for c in table:
+            if c.method == "rotation_aux":
+                mc = cfg.rotation_aux
+                u = mc.unlabelled_batch_size or b
+                out.append(Fit(c.dir, "rotation_aux.train", mc.train.epochs, labelled_steps, b + 4 * (b + u),
+                               val + recal))
+            elif c.method == "self_training":
+                mc = cfg.self_training
+                pseudo = min(pool, mc.per_class * counts["classes"]) if mc.per_class else pool
+                rotation = mc.rotation_weight > 0
+                for r in range(1, mc.rounds + 1):
+                    out.append(Fit(f"self_training/round{r}", "self_training.train", mc.train.epochs,
+                                   math.ceil((counts["labelled"] + pseudo) / b), 5 * b if rotation else b,
+                                   val + (recal if rotation else 0)))
+            elif c.method == "fixmatch":
+                mc = cfg.fixmatch
+                out.append(Fit(c.dir, "fixmatch.train", mc.train.epochs, math.ceil(pool / (mc.ratio * b)),
+                               b + mc.ratio * b * (1 + FORWARD), val + recal))
+    if "evaluate" in stages:
+        out.append(Fit("evaluate", None, 1, 0, 0, FORWARD * counts["test"] * len(table)))
+    return out
+
+
+def fit_budget(fits_left: list[Fit], base: dict[str, int], seconds: float, rates: dict[str, float]) -> dict[str, int]:
+    """Epochs for the config sections of `fits_left` that fit their work into `seconds` at `rates`.
+
+    Every section's epochs are its `base` epochs times one common factor (so the proportions
+    the config gives hold), rounded to the nearest, at least 1; then, while they take longer
+    than `seconds`, the section furthest above its share loses an epoch.
+
+    Args:
+        fits_left: the fits not yet started; those whose `key` is None (evaluate) are a fixed cost.
+        base: config section -> the epochs the config gives it (the proportions).
+        seconds: the time left for these fits.
+        rates: fit name -> the samples/s it is expected to run at (`Clock.rate_for`).
+
+    Returns:
+        Config section -> epochs, for every `key` of `fits_left`. When even 1 epoch each does
+        not fit, 1 epoch each (the shortest run there is).
+
+    Raises:
+        ValueError: for a fit without a positive rate, or a section missing in `base` (or not positive there).
+    """
+    bad = {f.name: rates.get(f.name) for f in fits_left if not (rates.get(f.name) or 0) > 0}
+    if bad:
+        raise ValueError(f"Every fit needs a rate > 0 samples/s. Received: {bad}")
+    per_epoch: dict[str, float] = {}
+    fixed = 0.0
+    for f in fits_left:
+        if f.key is None:
+            fixed += f.samples / rates[f.name]
+        else:
+            per_epoch[f.key] = per_epoch.get(f.key, 0.0) + f.epoch_cost / rates[f.name]
+    missing = sorted(k for k in per_epoch if base.get(k, 0) < 1)
+    if missing:
+        raise ValueError(f"Every config section needs its base epochs (>= 1) to keep the proportions. Missing or "
+                         f"not positive: {missing}. Received: {base}")
+    if not per_epoch:
+        return {}
+    available = seconds - fixed
+    full = sum(base[k] * t for k, t in per_epoch.items())
+    factor = max(available, 0.0) / full if full > 0 else 0.0
+    epochs = {k: max(1, math.floor(base[k] * factor + 0.5)) for k in per_epoch}
+    while sum(epochs[k] * t for k, t in per_epoch.items()) > available:
+        above = [k for k in epochs if epochs[k] > 1]
+        if not above:
+            break  # 1 epoch each: the shortest run there is
+        k = max(above, key=lambda k: epochs[k] / base[k])  # the first of equals: the earlier section
+        epochs[k] -= 1
+    return epochs
+
+
+def overrides(epochs: dict[str, int]) -> dict:
+    """`{"fixmatch.train": 8}` -> `{"fixmatch": {"train": {"epochs": 8}}}`, as `config.override` takes it."""
+    out: dict = {}
+    for key, n in epochs.items():
+        node = out
+        for part in key.split("."):
+            node = node.setdefault(part, {})
+        node["epochs"] = n
+    return out
+
+
+def duration(seconds: float) -> str:
+    """`42 s`, `3.5 min`, `14 min`."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    return f"{minutes:.1f} min" if minutes < 10 else f"{minutes:.0f} min"
+
+
+class Clock:
+    """The whole run's time as it goes: what each fit took or will take, printed as one `[plan]` line.
+
+    Told by `train.Pace` when a fit starts, how fast it steps, and when it ends; prints the line
+    the first time each fit is measured and whenever one ends. See the module docstring for how
+    the estimate is made.
+
+    Args:
+        fits: the run's fits, in order (`fits`).
+        root: the run directory (a fit is named by its stage directory relative to it).
+        log: where the line goes.
+        rate: samples/s before any fit is measured (a probe's), or None.
+        extra: a note at the end of the line (e.g. "+ export").
+        now: the clock (a test passes its own).
+        start: when the run began, by `now` (default: now).
+    """
+
+    def __init__(self, fits: list[Fit], root: str = "", log=print, rate: float | None = None, extra: str = "",
+                 now=time.monotonic, start: float | None = None):
+        self.root, self.log, self.extra, self.now = root, log, extra, now
+        self.start_time = now() if start is None else start
+        self.fits = {f.name: f for f in fits}
+        self.rate, self.rate_from = rate, ("probe" if rate else None)
+        self.rates: dict[str, float] = {}  # name -> its own measured samples/s
+        self.done: dict[str, float] = {}  # name -> fraction-of-epochs done (running fits)
+        self.started: dict[str, float] = {}  # name -> when it started
+        self.took: dict[str, float] = {}  # name -> seconds (finished fits)
+
+    def name(self, stage_dir: str) -> str:
+        """A fit's name from its stage directory."""
+        return os.path.relpath(stage_dir, self.root) if self.root else stage_dir
+
+    def set_fits(self, fits: list[Fit]) -> None:
+        """New fits (epochs re-planned under a budget); fits that have started keep theirs."""
+        self.fits = {f.name: self.fits[f.name] if f.name in self.started or f.name in self.took else f
+                     for f in fits}
+
+    # -- what the fits report ----------------------------------------------------------------------------------
+
+    def start(self, name: str, epochs: int | None = None, steps: int | None = None, done: float = 0.0) -> None:
+        """A fit started (or resumed after `done` epochs); `epochs` and `steps` as Keras was given them."""
+        self.started[name] = self.now()
+        self.done[name] = done
+        if name in self.fits:
+            f = self.fits[name]
+            self.fits[name] = dataclasses.replace(f, epochs=epochs or f.epochs, steps=steps or f.steps)
+
+    def measured(self, name: str, done: float, seconds_per_step: float | None = None,
+                 seconds_per_epoch: float | None = None) -> None:
+        """A running fit's speed: per step (after its warm-up) or per whole epoch; `done` epochs so far.
+
+        The line is printed the first time a fit is measured.
+        """
+        f = self.fits.get(name)
+        if f is None:
+            return
+        if seconds_per_epoch:
+            rate = f.epoch_cost / seconds_per_epoch
+        elif seconds_per_step and f.step_samples:
+            rate = f.step_samples / seconds_per_step
+        else:
+            return
+        first = name not in self.rates
+        self.rates[name], self.done[name] = rate, done
+        self.rate, self.rate_from = rate, name
+        if first:
+            self.log(self.line())
+
+    def finish(self, name: str, seconds: float, epochs: int | None = None, quiet: bool = False) -> None:
+        """A fit ended after `seconds` (and `epochs`, when it stopped early); prints the line unless `quiet`."""
+        f = self.fits.get(name)
+        if f is None:
+            return
+        if epochs:
+            f = self.fits[name] = dataclasses.replace(f, epochs=epochs)
+        self.took[name] = seconds
+        self.started.pop(name, None)
+        if name not in self.rates and seconds > 0 and f.steps and not quiet:
+            self.rate, self.rate_from = f.samples / seconds, name  # a fit too short to be timed step by step
+        if not quiet:
+            self.log(self.line())
+
+    # -- the estimate ------------------------------------------------------------------------------------------
+
+    def rate_for(self, f: Fit) -> float | None:
+        """The samples/s `f` is expected to run at: its own once measured; else that of the measured fit whose
+        step is closest in size (the batch sets how well the machine is used; the latest of equals); else the
+        probe's. None before any rate is known."""
+        if f.name in self.rates:
+            return self.rates[f.name]
+        if f.step_samples > 0:
+            measured = [g for g in self.fits.values() if g.name in self.rates and g.step_samples > 0]
+            if measured:
+                order = list(self.rates)  # names in the order they were first measured
+                closest = min(measured, key=lambda g: (abs(math.log(g.step_samples / f.step_samples)),
+                                                       -order.index(g.name)))
+                return self.rates[closest.name]
+        return self.rate
+
+    def estimate(self, name: str) -> float | None:
+        """Seconds the fit takes in all (what it took, once finished); None before any rate is known."""
+        if name in self.took:
+            return self.took[name]
+        f = self.fits[name]
+        rate = self.rate_for(f)
+        if not rate:
+            return None
+        if name in self.started:
+            left = max(f.epochs - self.done.get(name, 0.0), 0.0) * f.epoch_cost / rate
+            return self.now() - self.started[name] + left
+        return f.samples / rate
+
+    def seconds_left(self) -> float | None:
+        """Seconds until every fit has ended; None before any rate is known."""
+        left = 0.0
+        for name in self.fits:
+            if name in self.took:
+                continue
+            t = self.estimate(name)
+            if t is None:
+                return None
+            left += t - (self.now() - self.started[name] if name in self.started else 0.0)
+        return left
+
+    def line(self) -> str:
+        """`[plan] baseline 60 epochs took 50 s · pretext 12 epochs ≈ 9.1 min (running) · … ·
+        whole run ≈ 14 min (this machine: 1,010 samples/s in pretext)`."""
+        parts = []
+        for name, f in self.fits.items():
+            what = name if f.key is None else f"{name} {f.epochs} epoch{'s' if f.epochs != 1 else ''}"
+            t = self.estimate(name)
+            if name in self.took:
+                parts.append(f"{what} took {duration(t)}")
+            elif t is None:
+                parts.append(f"{what} ≈ ?")
+            else:
+                parts.append(f"{what} ≈ {duration(t)}{' (running)' if name in self.started else ''}")
+        left = self.seconds_left()
+        if left is None:
+            whole = "whole run ≈ ?"
+        elif left == 0:
+            whole = f"whole run {duration(self.now() - self.start_time)}"
+        else:
+            whole = f"whole run ≈ {duration(self.now() - self.start_time + left)}"
+        if self.extra:
+            whole += f" {self.extra}"
+        machine = f" (this machine: {self.rate:,.0f} samples/s in {self.rate_from})" if self.rate else ""
+        return "[plan] " + " · ".join(parts + [whole]) + machine

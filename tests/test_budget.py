@@ -1,0 +1,181 @@
+"""budget.py: the cost of each fit, epochs that fit a budget, and the whole-run line, on made-up throughputs."""
+
+import math
+import sys
+
+import pytest
+
+from ssl_keras import budget, config as config_lib, presets
+
+COUNTS = {"labelled": 570, "val": 500, "test": 1000, "unlabelled": 8777, "unlabelled_val": 975, "classes": 10}
+
+
+def _fits(cfg=None, stages=budget.PLAN_STAGES):
+    return budget.fits(cfg or presets.quick(), COUNTS, stages)
+
+
+def test_budget_imports_no_tensorflow():
+    import subprocess
+
+    code = "import sys, ssl_keras.budget; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_fits_of_the_quick_preset():
+    fits = {f.name: f for f in _fits()}
+    assert list(fits) == ["baseline", "pretext", "finetune_all", "finetune_1", "fixmatch", "evaluate"]
+    b = 64
+    assert fits["baseline"] == budget.Fit("baseline", "baseline", 60, math.ceil(570 / b), b, 500 / 3)
+    assert fits["pretext"] == budget.Fit("pretext", "pretext", 12, math.ceil(8777 / b), 4 * b, 4 * 975 / 3)
+    assert fits["finetune_all"].step_samples == pytest.approx(b / 3)  # the whole backbone frozen: forward only
+    assert fits["finetune_1"].step_samples == b and fits["finetune_1"].key == "finetune"
+    fixmatch = fits["fixmatch"]
+    assert (fixmatch.key, fixmatch.epochs, fixmatch.steps) == ("fixmatch.train", 12, math.ceil(9752 / (7 * b)))
+    assert fixmatch.step_samples == pytest.approx(b + 7 * b + 7 * b / 3)
+    assert fixmatch.epoch_samples == pytest.approx(500 / 3 + 50 * b / 3)
+    assert fits["evaluate"] == budget.Fit("evaluate", None, 1, 0, 0, 1000 * 4 / 3)  # 4 classifiers
+    assert fits["pretext"].samples == 12 * (138 * 256 + 1300)
+
+
+def test_fits_of_every_method_and_only_the_stages_asked():
+    cfg = config_lib.override(presets.quick(), {"method": list(config_lib.METHODS),
+                                                "self_training": {"rounds": 2, "per_class": 100,
+                                                                  "rotation_weight": 1.0}})
+    fits = {f.name: f for f in _fits(cfg, ("methods",))}
+    assert list(fits) == ["rotation_aux_scratch", "rotation_aux", "self_training/round1", "self_training/round2",
+                          "fixmatch"]
+    assert fits["rotation_aux"].step_samples == 64 + 4 * (64 + 64)
+    assert fits["self_training/round2"].steps == math.ceil((570 + 100 * 10) / 64)  # the per-class cap
+    assert fits["self_training/round1"].step_samples == 5 * 64  # with the rotation loss
+    assert [f.name for f in _fits(cfg, ("pretext", "export"))] == ["pretext"]
+
+
+def _rates(fits, rate):
+    return {f.name: rate for f in fits}
+
+
+def _seconds(fits, epochs, rate):
+    return sum((epochs[f.key] if f.key else f.epochs) * f.epoch_cost / rate for f in fits)
+
+
+@pytest.mark.parametrize("minutes", [10, 20, 40, 80])
+def test_fit_budget_keeps_proportions_and_fills_the_budget(minutes):
+    fits, rate = _fits(), 150.0  # the slow 2-core machine's rotated samples/s
+    base = {"baseline": 60, "pretext": 12, "finetune": 60, "fixmatch.train": 12}
+    epochs = budget.fit_budget(fits, base, minutes * 60, _rates(fits, rate))
+    assert set(epochs) == set(base)
+    seconds = _seconds(fits, epochs, rate)
+    assert seconds <= minutes * 60
+    # The proportions, to an epoch: each section within one epoch of its exact share of the budget.
+    evaluate = fits[-1].samples / rate
+    factor = (minutes * 60 - evaluate) / _seconds(fits[:-1], base, rate)
+    for key in base:
+        assert abs(epochs[key] - base[key] * factor) <= 1, (key, epochs[key], base[key] * factor)
+    one_more = _seconds(fits, {k: n + 1 for k, n in epochs.items()}, rate)
+    assert one_more > minutes * 60  # the budget is used: one more epoch of each would not fit
+
+
+def test_fit_budget_scales_up_and_has_a_floor():
+    fits = _fits()
+    base = {"baseline": 60, "pretext": 12, "finetune": 60, "fixmatch.train": 12}
+    at_preset = _seconds(fits, base, 1000.0)
+    up = budget.fit_budget(fits, base, 2 * at_preset, _rates(fits, 1000.0))
+    assert up["pretext"] >= 23 and up["baseline"] >= 119  # twice the time: about twice the epochs
+    assert budget.fit_budget(fits, base, 1.0, _rates(fits, 1000.0)) == dict.fromkeys(base, 1)  # the shortest run
+    assert budget.fit_budget(fits, base, -30.0, _rates(fits, 1000.0)) == dict.fromkeys(base, 1)
+
+
+def test_fit_budget_counts_evaluate_and_each_fits_rate():
+    fits = [budget.Fit("a", "a", 10, 10, 10.0, 0.0), budget.Fit("b", "b", 10, 10, 10.0, 0.0),
+            budget.Fit("evaluate", None, 1, 0, 0, 100.0)]
+    # a: 100 samples an epoch at 100/s = 1 s; b at 50/s = 2 s; evaluate 100 samples at 100/s = 1 s.
+    rates = {"a": 100.0, "b": 50.0, "evaluate": 100.0}
+    assert budget.fit_budget(fits, {"a": 10, "b": 10}, 31.0, rates) == {"a": 10, "b": 10}
+    assert budget.fit_budget(fits, {"a": 10, "b": 10}, 16.0, rates) == {"a": 5, "b": 5}
+    assert budget.fit_budget(fits, {"a": 2, "b": 1}, 16.0, rates) == {"a": 7, "b": 4}  # 2:1 as near as fits
+
+
+@pytest.mark.parametrize("rates, base, match", [
+    ({"a": 0.0}, {"a": 1}, "rate > 0"),
+    ({}, {"a": 1}, "rate > 0"),
+    ({"a": 1.0}, {}, "base epochs"),
+    ({"a": 1.0}, {"a": 0}, "base epochs"),
+])
+def test_fit_budget_errors(rates, base, match):
+    with pytest.raises(ValueError, match=match):
+        budget.fit_budget([budget.Fit("a", "a", 1, 1, 1.0, 0.0)], base, 10.0, rates)
+
+
+def test_overrides_and_duration():
+    assert budget.overrides({"pretext": 3, "fixmatch.train": 8}) == {"pretext": {"epochs": 3},
+                                                                    "fixmatch": {"train": {"epochs": 8}}}
+    cfg = config_lib.override(presets.quick(), budget.overrides({"pretext": 3, "fixmatch.train": 8}))
+    assert (cfg.pretext.epochs, cfg.fixmatch.train.epochs, cfg.baseline.epochs) == (3, 8, 60)
+    assert [budget.duration(s) for s in (4.4, 89, 90, 599, 600, 3000)] == \
+        ["4 s", "89 s", "1.5 min", "10.0 min", "10 min", "50 min"]
+
+
+class FakeTime:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_clock_line_as_a_run_goes():
+    fits = [budget.Fit("baseline", "baseline", 10, 10, 100.0, 0.0),  # 1,000 samples an epoch
+            budget.Fit("pretext", "pretext", 4, 10, 400.0, 0.0),  # 4,000 samples an epoch
+            budget.Fit("evaluate", None, 1, 0, 0, 3000.0)]
+    now, lines = FakeTime(), []
+    clock = budget.Clock(fits, root="/runs/r", log=lines.append, now=now, extra="+ export")
+    assert clock.name("/runs/r/self_training/round1") == "self_training/round1"
+    assert clock.seconds_left() is None and "whole run ≈ ?" in clock.line()
+
+    now.t = 5.0
+    clock.start("baseline", 10, 10)
+    now.t = 7.0
+    clock.measured("baseline", 0.5, seconds_per_step=0.2)  # 500 samples/s; 9.5 epochs of 1,000 left: 19 s
+    assert lines == ["[plan] baseline 10 epochs ≈ 21 s (running) · pretext 4 epochs ≈ 32 s · evaluate ≈ 6 s · "
+                     "whole run ≈ 64 s + export (this machine: 500 samples/s in baseline)"]
+    clock.measured("baseline", 2.0, seconds_per_epoch=1.0)  # an update: 1,000 samples/s, no new line
+    assert len(lines) == 1
+    now.t = 15.0
+    clock.finish("baseline", 10.0)
+    assert lines[-1] == ("[plan] baseline 10 epochs took 10 s · pretext 4 epochs ≈ 16 s · evaluate ≈ 3 s · "
+                         "whole run ≈ 34 s + export (this machine: 1,000 samples/s in baseline)")
+    clock.start("pretext", 4, 10)
+    clock.measured("pretext", 0.25, seconds_per_step=0.2)  # 2,000 samples/s
+    assert "pretext 4 epochs ≈ 8 s (running)" in lines[-1] and "evaluate ≈ 2 s" in lines[-1]
+    now.t = 23.0
+    clock.finish("pretext", 8.0, epochs=3)  # stopped early
+    now.t = 25.0
+    clock.finish("evaluate", 2.0)
+    assert lines[-1] == ("[plan] baseline 10 epochs took 10 s · pretext 3 epochs took 8 s · evaluate took 2 s · "
+                         "whole run 25 s + export (this machine: 2,000 samples/s in pretext)")
+
+
+def test_clock_rates_for_fits_not_started():
+    fits = [budget.Fit("small", "a", 1, 10, 64.0, 0.0), budget.Fit("big", "b", 1, 10, 256.0, 0.0),
+            budget.Fit("bigger", "c", 1, 10, 600.0, 0.0), budget.Fit("evaluate", None, 1, 0, 0, 10.0)]
+    clock = budget.Clock(fits, log=lambda line: None, rate=1000.0)  # a probe's
+    assert clock.rate_for(fits[2]) == 1000.0 and clock.rate_from == "probe"
+    clock.start("small")
+    clock.measured("small", 0.5, seconds_per_step=0.1)  # 640 samples/s
+    clock.start("big")
+    clock.measured("big", 0.5, seconds_per_step=0.2)  # 1,280 samples/s
+    clock.start("small")
+    clock.measured("small", 0.5, seconds_per_epoch=10 * 64 / 320)  # 320 samples/s, measured last
+    assert clock.rate_for(fits[2]) == 1280.0  # the closest step: 256 samples, not the latest fit
+    assert clock.rate_for(fits[3]) == 320.0  # no step: the latest rate
+    clock.finish("evaluate", 50.0)  # evaluate's time says nothing of the training rate
+    assert clock.rate == 320.0
+
+
+def test_clock_keeps_started_fits_when_replanned():
+    fits = [budget.Fit("a", "a", 10, 10, 10.0, 0.0), budget.Fit("b", "b", 10, 10, 10.0, 0.0)]
+    clock = budget.Clock(fits, log=lambda line: None)
+    clock.start("a", 10, 10)
+    clock.set_fits([budget.Fit("a", "a", 3, 10, 10.0, 0.0), budget.Fit("b", "b", 3, 10, 10.0, 0.0)])
+    assert clock.fits["a"].epochs == 10 and clock.fits["b"].epochs == 3
