@@ -241,7 +241,7 @@ def probe_rate(model_cfg, image_size: int, batch_size: int, steps: int = 5, warm
     Only the step is timed (no data pipeline, no validation): `budget.Clock` plans with it until
     the run's own fits are measured.
     """
-    from ssl_keras.config import StageConfig
+    from ssl_keras.config_base import StageConfig
 
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (4 * batch_size, image_size, image_size, 3)).astype("float32")
