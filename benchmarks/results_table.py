@@ -25,7 +25,7 @@ import sys
 from common import machine
 
 from ssl_keras import config as config_lib
-from ssl_keras import experiment, presets
+from ssl_keras import evaluate, experiment, presets
 from ssl_keras import run as cli
 
 # Plots that show a photo (prediction.png, pretext/rotations.png) stay in the run directory: the photos are
@@ -156,7 +156,7 @@ def table(reports, args, name) -> tuple[list[str], dict]:
                   "|---:|---|---|---:|---|"]
         for r in reports:
             b, p = r["baseline"]["test"], r["best"]["test"]
-            overlap = p["interval_95"][0] <= b["interval_95"][1] and b["interval_95"][0] <= p["interval_95"][1]
+            overlap = evaluate.overlap(p["interval_95"], b["interval_95"])
             lines.append(f"| {r['seed']} | {_interval(b)} | {_interval(p)} ({r['best']['label']}) | "
                          f"{100 * (p['accuracy'] - b['accuracy']):+.1f} | {'yes' if overlap else 'no'} |")
     for r in reports:

@@ -152,8 +152,8 @@ def best_so_far(run, before: str | None = None, extra=()) -> str | None:
         return None
     n = max(1, len(run.split["val"]))
     interval = {name: evaluate.wilson_interval(round(val_score(run.stage_info(name)) * n), n) for name in names}
-    low = interval[top_scorer(run, before, extra)][0]
-    return [name for name in names if interval[name][1] >= low][-1]
+    top = interval[top_scorer(run, before, extra)]
+    return [name for name in names if evaluate.overlap(interval[name], top)][-1]
 
 
 def top_scorer(run, before: str | None = None, extra=()) -> str | None:

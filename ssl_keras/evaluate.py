@@ -58,6 +58,12 @@ def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float
     return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
 
 
+def overlap(a, b) -> bool:
+    """Whether the intervals `a` and `b` ((low, high) pairs) share a point: then their photos cannot tell apart
+    the two accuracies."""
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
 def scored(accuracy: float | None, n: int) -> dict:
     """An accuracy on `n` photos with its count and 95 % Wilson interval (report.json's form)."""
     if accuracy is None:

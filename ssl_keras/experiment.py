@@ -251,9 +251,7 @@ def check_inputs(cfg) -> None:
         from ssl_keras import sources, split
 
         records = sources.open_source(d).records()
-        labelled = [r for r in records if r.label is not None]
-        classes = split.choose_classes(labelled, d.classes, len({r.label for r in labelled}))
-        split.check_folder_classes(labelled, classes)
+        split.check_folder_classes(records, split.own_classes(records, d.classes))
     if cfg.pretext_from:
         check_pretext_model(cfg, cfg.pretext_from)
 

@@ -52,13 +52,13 @@ def report(run: Run) -> dict:
                              "test": evaluate.scored(test, n_test),
                              "val": evaluate.scored(info.get("best_val_accuracy"), n_val)}
         rows.append((entry, info, test, gap))
-    best, top = best_classifier(run), top_scorer(run)
+    best = best_classifier(run)
     if best is not None:
-        test = run.test_accuracy(best.dir)
-        rule = ("the highest validation score" if best.dir == top else
-                f"the latest classifier that validation cannot tell from the top scorer ({rundir.entry(cfg, top).label})")
+        test, top = run.test_accuracy(best.dir), rundir.entry(cfg, top_scorer(run))
+        rule = ("the highest validation score" if best.dir == top.dir else
+                f"the latest classifier that validation cannot tell from the top scorer ({top.label})")
         report["best"] = {"key": best.key, "method": best.method, "label": best.label, "dir": best.dir,
-                          "picked_by": rule, "top_val_key": rundir.entry(cfg, top).key,
+                          "picked_by": rule, "top_val_key": top.key,
                           "val_accuracy": run.stage_info(best.dir).get("best_val_accuracy"),
                           "val_accuracy_last": val_score(run.stage_info(best.dir)), "test_accuracy": test,
                           "gap_points": None if test is None or base is None else round(100 * (test - base), 1),
@@ -120,8 +120,8 @@ def summary_table(report: dict, rows) -> str:
                  f"{_with_interval(b['test'])}{gap}.")
         base = report.get("baseline", {}).get("test")
         if b["key"] != "baseline" and base and base["interval_95"]:
-            (lo, hi), (blo, bhi) = b["test"]["interval_95"], base["interval_95"]
-            if lo <= bhi and blo <= hi:
+            if evaluate.overlap(b["test"]["interval_95"], base["interval_95"]):
+                blo, bhi = base["interval_95"]
                 text += (f"\nIts 95 % interval overlaps the baseline's ({blo:.2f}-{bhi:.2f}): these "
                          f"{counts['test']} test photos cannot tell the two apart.")
     return text

@@ -84,8 +84,7 @@ class Run:
         write_json(self.path("skipped.json"), {"count": len(bad), "files": bad})
         records = [r for r in records if r.key in good]
         if d.unlabelled_dirs:  # your own photos: the classes are the labelled folder's, and only those
-            labelled = [r for r in records if r.label is not None]
-            classes = split_lib.choose_classes(labelled, d.classes, len({r.label for r in labelled}))
+            classes = split_lib.own_classes(records, d.classes)
             hashes = sources.content_hashes(self.source, [r.key for r in records])
             split = split_lib.folder_split(
                 records, classes, hashes=hashes, labels_per_class=d.labels_per_class, val_fraction=d.val_fraction,

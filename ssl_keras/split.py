@@ -115,6 +115,13 @@ def make_split(records, class_names, *, labels_per_class, val_per_class, test_fr
     return split
 
 
+def own_classes(records, classes=()) -> list[str]:
+    """Your own photos' classes: `classes` as given (checked), else every class of the labelled records;
+    unlabelled records (label None) never make one."""
+    labelled = [r for r in records if r.label is not None]
+    return choose_classes(labelled, classes, len({r.label for r in labelled}))
+
+
 def folder_split(records, class_names, *, hashes, labels_per_class=0, val_fraction=0.2, test_fraction=0.2,
                  max_unlabelled=0, seed=0) -> dict:
     """The split of your own photos: a labelled tree, optional val/test trees, unlabelled folders.

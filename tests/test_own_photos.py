@@ -54,8 +54,7 @@ def own(dogs_dir, tmp_path_factory):
 def _split(own, **kwargs):
     source = sources.PhotoFolders(str(own / "labelled"), [str(own / "park")], test=kwargs.pop("test", None))
     records = source.records()
-    labelled = [r for r in records if r.label is not None]
-    classes = split.choose_classes(labelled, (), len({r.label for r in labelled}))
+    classes = split.own_classes(records)
     hashes = sources.content_hashes(source, [r.key for r in records])
     return source, records, split.folder_split(records, classes, hashes=hashes, **kwargs)
 
