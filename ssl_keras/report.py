@@ -6,7 +6,8 @@ import os
 
 from ssl_keras import evaluate
 from ssl_keras import rundir
-from ssl_keras.rundir import Run, best_classifier, classifiers, read_json, top_scorer, val_score, write_json
+from ssl_keras.classifier_stage import top_scorer
+from ssl_keras.rundir import Run, best_classifier, classifiers, read_json, val_score, write_json
 
 
 def _rounded(value, digits=4):

@@ -18,7 +18,7 @@ import time
 
 from ssl_keras import config as config_lib
 from ssl_keras import methods
-from ssl_keras.classifier_stage import best_so_far, top_scorer, val_score  # also the report's and tables'
+from ssl_keras.classifier_stage import best_so_far, val_score  # val_score: also the report's and the tables'
 from ssl_keras.config_base import Classifier
 from ssl_keras.files import read_json, write_json
 

@@ -253,7 +253,7 @@ def test_predict_on_your_own_run(tiny_run, own, capsys):
     (20, {"baseline": 0.90, "finetune_1": 0.35, "fixmatch": 0.30}, "baseline"),  # validation can tell: it decides
 ])
 def test_choices_take_the_latest_classifier_validation_cannot_tell_from_the_top(tmp_path, n_val, scores, shipped):
-    from ssl_keras import presets, rundir
+    from ssl_keras import classifier_stage, presets, rundir
 
     cfg = presets.tiny()
     cfg = type(cfg)(**{**cfg.__dict__, "method": ("pretrain", "fixmatch"), "also_frozen": False})
@@ -264,6 +264,6 @@ def test_choices_take_the_latest_classifier_validation_cannot_tell_from_the_top(
         os.makedirs(run.path(name))
         rundir.write_json(run.path(name, "stage.json"), {"val_accuracy_last": score})
         Path(run.path(name, "best.keras")).write_bytes(b"")
-    assert rundir.top_scorer(run) == max(scores, key=scores.get)
+    assert classifier_stage.top_scorer(run) == max(scores, key=scores.get)
     assert rundir.best_classifier(run).dir == shipped
     assert rundir.best_so_far(run, "fixmatch") == ("baseline" if scores["baseline"] > 0.8 else "finetune_1")
