@@ -25,8 +25,10 @@ import statistics
 import tempfile
 import time
 
-from bench_compute import matmul_flops, train_rate
+from bench_compute import train_rate
 from common import machine, preset_config, write_table
+
+from ssl_keras.speed import matmul_flops
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -13,7 +13,7 @@ graph as a cross-check.
 
 Achieved FLOP/s = training FLOPs per rotated sample x rotated samples/s of `fit`
 (the faster of epochs 2 and 3, on synthetic batches already in memory, so only compute
-is timed). The reference is a chain of 2048x2048 float32 `tf.linalg.matmul`s timed in
+is timed). The reference is a chain of 2048x2048 float32 matmuls (`ssl_keras.speed`) timed in
 the same run, at its start and at its end; the faster of the two is the peak. Settings
 tried, one at a time from the project's default ("before"): batch size, channel width,
 XLA (`jit_compile`), `mixed_bfloat16`, and intra-/inter-op thread counts (these must be
@@ -37,30 +37,9 @@ import time
 
 from common import machine, preset_config, write_table
 
+from ssl_keras.speed import matmul_flops, model_flops
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def model_flops(model) -> dict:
-    """Forward MACs of every Conv2D and Dense layer (nested models included) for one sample."""
-    import keras
-
-    macs = {}
-
-    def walk(m):
-        for layer in m.layers:
-            if isinstance(layer, keras.Model):
-                walk(layer)
-            elif isinstance(layer, keras.layers.Conv2D):
-                _, h, w, c_out = layer.output.shape
-                k_h, k_w, c_in, _ = layer.kernel.shape
-                macs[layer.name] = h * w * k_h * k_w * c_in * c_out
-            elif isinstance(layer, keras.layers.Dense):
-                c_in, c_out = layer.kernel.shape
-                macs[layer.name] = c_in * c_out
-
-    walk(model)
-    forward = 2 * sum(macs.values())
-    return {"macs": macs, "forward": forward, "train": 3 * forward}
 
 
 def profiler_flops(model, image_size: int) -> int | None:
@@ -78,32 +57,6 @@ def profiler_flops(model, image_size: int) -> int | None:
     except Exception as e:  # the v1 profiler is best-effort on TF2 graphs
         print(f"  (profiler cross-check failed: {type(e).__name__}: {e})", flush=True)
         return None
-
-
-def matmul_flops(n: int = 2048, repeats: int = 8, dtype: str = "float32") -> float:
-    """Best FLOP/s over 3 timings of a chain of `repeats` n x n matmuls (eager, one after another).
-
-    A chain (c <- c @ b), not the same product repeated: a graph optimiser could merge
-    identical matmuls into one and count 8 for the price of 1.
-    """
-    import tensorflow as tf
-
-    a = tf.cast(tf.random.normal((n, n), seed=1), dtype)
-    b = tf.cast(tf.random.normal((n, n), seed=2) / n**0.5, dtype)  # keeps the chain's scale steady
-
-    def chain():
-        c = a
-        for _ in range(repeats):
-            c = tf.linalg.matmul(c, b)
-        return float(tf.cast(c[0, 0], tf.float32))  # waits for the result
-
-    chain()  # warm up
-    best = 0.0
-    for _ in range(3):
-        start = time.perf_counter()
-        chain()
-        best = max(best, 2 * n**3 * repeats / (time.perf_counter() - start))
-    return best
 
 
 def train_rate(model_cfg, image_size: int, photos: int, samples: int, jit: bool = False,
@@ -298,7 +251,7 @@ def main(argv=None) -> int:
         f"sample (2 × MACs of its {len(counted['macs'])} Conv2D/Dense layers; TF's profiler counts "
         f"{'-' if profiled is None else f'{profiled / 1e6:.1f}'} MFLOP for the whole frozen forward graph), "
         f"**{counted['train'] / 1e6:.1f} MFLOP per training sample** (3 × forward).",
-        f"Reference: a chain of 8 `tf.linalg.matmul` 2048×2048 float32, best of 3: {peak / 1e9:.1f} GFLOP/s "
+        f"Reference: a chain of 8 matmuls 2048×2048 float32 (`ssl_keras.speed`), best of 3: {peak / 1e9:.1f} GFLOP/s "
         "at the start, "
         f"{peak_end / 1e9:.1f} GFLOP/s at the end (bfloat16: {peak_bf16 / 1e9:.1f} GFLOP/s). Percentages are of the "
         f"faster float32 figure, {ref / 1e9:.1f} GFLOP/s.",

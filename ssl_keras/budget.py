@@ -32,8 +32,9 @@ by its own steps once it is past its warm-up steps, then by its whole epochs (va
 checkpoints and all) after its first; its rest is its remaining samples at its own rate. A
 fit not yet started is its samples at the rate of the measured fit whose step is closest in
 size (a step's size, augmentation and data set how well a stage uses the machine), or,
-before any fit is measured, the probe's (`train.probe_rate`: the rotation model's step
-alone, so it is optimistic by the validation and checkpoint time of the real stages). Each
+before any fit is measured, that of the probe closest in step size (`train.probe_rate`: the
+rotation model's step and the classifier's, alone, so optimistic by the validation and
+checkpoint time of the real stages). Each
 fit's rate replaces the estimate as soon as it is measured, so the line grows more exact as
 the run goes on. A fit's first epoch also decodes its photos, so its first line is slow.
 
@@ -239,10 +240,14 @@ class Clock:
         self.start_time = now() if start is None else start
         self.fits = {f.name: f for f in fits}
         self.rate, self.rate_from = rate, ("probe" if rate else None)
+        self.probes: dict[float, float] = {}  # samples a step -> samples/s of a probe of that step
         self.rates: dict[str, float] = {}  # name -> its own measured samples/s
         self.done: dict[str, float] = {}  # name -> fraction-of-epochs done (running fits)
         self.started: dict[str, float] = {}  # name -> when it started
         self.took: dict[str, float] = {}  # name -> seconds (finished fits)
+        self.spent: dict[str, dict[str, float]] = {}  # name -> seconds by part besides the steps (`train.fit`)
+        self.matmul: float | None = None  # this machine's float32 matmul rate in GFLOP/s, measured by the run
+        self.flops: float | None = None  # training FLOPs of one sample (`speed.model_flops`)
 
     def name(self, stage_dir: str) -> str:
         """A fit's name from its stage directory."""
@@ -302,8 +307,8 @@ class Clock:
 
     def rate_for(self, f: Fit) -> float | None:
         """The samples/s `f` is expected to run at: its own once measured; else that of the measured fit whose
-        step is closest in size (the batch sets how well the machine is used; the latest of equals); else the
-        probe's. None before any rate is known."""
+        step is closest in size (the batch sets how well the machine is used; the latest of equals); else that
+        of the probe whose step is closest in size; else the latest rate. None before any rate is known."""
         if f.name in self.rates:
             return self.rates[f.name]
         if f.step_samples > 0:
@@ -313,6 +318,8 @@ class Clock:
                 closest = min(measured, key=lambda g: (abs(math.log(g.step_samples / f.step_samples)),
                                                        -order.index(g.name)))
                 return self.rates[closest.name]
+            if self.probes:
+                return self.probes[min(self.probes, key=lambda n: abs(math.log(n / f.step_samples)))]
         return self.rate
 
     def estimate(self, name: str) -> float | None:
@@ -362,5 +369,30 @@ class Clock:
             whole = f"whole run ≈ {duration(self.now() - self.start_time + left)}"
         if self.extra:
             whole += f" {self.extra}"
-        machine = f" (this machine: {self.rate:,.0f} samples/s in {self.rate_from})" if self.rate else ""
-        return "[plan] " + " · ".join(parts + [whole]) + machine
+        machine = f"{self.rate:,.0f} samples/s in {self.rate_from}" if self.rate else ""
+        if self.matmul:
+            share = f" = {self.share(self.rate):.0%} of" if self.rate and self.flops else ";"
+            machine += f"{share} its {self.matmul:,.0f} GFLOP/s float32 matmul"
+        return "[plan] " + " · ".join(parts + [whole]) + (f" (this machine: {machine.strip()})" if machine else "")
+
+    def share(self, rate: float) -> float | None:
+        """The share of the matmul rate that training at `rate` samples/s reaches (None without both)."""
+        return rate * self.flops / (self.matmul * 1e9) if self.matmul and self.flops else None
+
+    def speed(self) -> dict:
+        """Each finished fit's epochs, seconds, samples/s and share of the matmul rate, and the seconds it spent
+        in BatchNorm re-estimation, validation and checkpoints (the rest: steps and data), for speed.json."""
+        out = {}
+        for name, seconds in self.took.items():
+            f = self.fits.get(name)
+            if f is None or seconds <= 0:
+                continue
+            rate = f.samples / seconds
+            row = {"epochs": f.epochs if f.key else None, "seconds": round(seconds, 1), "samples": round(f.samples),
+                   "samples_per_s": round(rate, 1)}
+            if self.share(rate) is not None:
+                row["of_matmul"] = round(self.share(rate), 3)
+            if name in self.spent:
+                row["spent_s"] = {k: round(v, 1) for k, v in self.spent[name].items()}
+            out[name] = row
+        return out

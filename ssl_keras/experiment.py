@@ -287,7 +287,7 @@ def _start_clock(run: Run, stages) -> dict | None:
     a fit is measured) and returns the budget's plan (what `_fit_budget` keeps in plan.json), else None."""
     import keras
 
-    from ssl_keras import budget, train
+    from ssl_keras import budget, models, speed, train
 
     run.clock = None
     if not any(s in TRAINING for s in stages):
@@ -300,13 +300,19 @@ def _start_clock(run: Run, stages) -> dict | None:
     for f in fits:
         if run.resume and (info := run.stage_info(f.name)):
             run.clock.finish(f.name, info.get("wall_time_s", 0.0), quiet=True)
+    d = run.cfg.data
+    run.clock.matmul = speed.run_matmul_gflops()
+    run.clock.flops = speed.model_flops(models.build_rotation_model(run.cfg.model, d.image_size))["train"]
+    keras.utils.set_random_seed(run.cfg.seed)  # the model built here leaves the run's random draws as they were
     if not run.cfg.budget_minutes:
         return None
-    d = run.cfg.data
     rate = train.probe_rate(run.cfg.model, d.image_size, d.batch_size)
-    keras.utils.set_random_seed(run.cfg.seed)  # the probe's model leaves the run's random draws as they were
+    labelled = train.probe_rate(run.cfg.model, d.image_size, d.batch_size, classes=sizes["classes"])
+    keras.utils.set_random_seed(run.cfg.seed)  # the probes' models leave the run's random draws as they were
     run.clock.rate, run.clock.rate_from = rate, "probe"
-    return {"budget_minutes": run.cfg.budget_minutes, "probe_samples_per_s": round(rate, 1), "sizes": sizes,
+    run.clock.probes = {4 * d.batch_size: rate, d.batch_size: labelled}
+    return {"budget_minutes": run.cfg.budget_minutes, "probe_samples_per_s": round(rate, 1),
+            "probe_classifier_samples_per_s": round(labelled, 1), "sizes": sizes,
             "config_epochs": {f.key: f.epochs for f in fits if f.key}, "plans": []}
 
 
@@ -388,4 +394,21 @@ def run_stages(run: Run, stages, *, export_dir="export", model_name="dog_breeds"
         else:
             wall[stage] = round(time.time() - start, 1)
         write_json(wall_path, wall)
+    if run.clock and run.clock.took:
+        _write_speed(run)
     return result
+
+
+def _write_speed(run: Run) -> None:
+    """speed.json: the matmul rate at the start and the end of the stages, the training FLOPs of a sample, and
+    each fit's samples/s and share of the matmul rate (`budget.Clock.speed`); `benchmarks/stage_table.py` makes
+    BENCHMARKS' per-stage table of it."""
+    from ssl_keras import speed
+
+    clock = run.clock
+    start, end = clock.matmul or 0.0, speed.run_matmul_gflops()
+    clock.matmul = max(start, end)  # the shares are of the faster figure
+    write_json(run.path("speed.json"), {
+        "matmul_gflops": {"start": round(start, 1), "end": round(end, 1)},
+        "train_mflop_per_sample": round(clock.flops / 1e6, 2) if clock.flops else None,
+        "load_average": round(os.getloadavg()[0], 2), "fits": clock.speed()})

@@ -76,6 +76,7 @@ class Checkpointer(keras.callbacks.Callback):
         self.backup = os.path.join(stage_dir, "backup")
         self.history: dict[str, list[float]] = {}
         self.best = {"epoch": -1, "val_accuracy": float("-inf")}
+        self.spent = {"batchnorm": 0.0, "validation": 0.0, "checkpoint": 0.0}  # seconds in this fit, by part
         self.done = False
         if not resume:
             shutil.rmtree(self.backup, ignore_errors=True)
@@ -144,9 +145,14 @@ class Checkpointer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
+        start = time.perf_counter()
         if self.before_validation is not None:
             self.before_validation(self.keep)
+        validating = time.perf_counter()
         logs.update(validate(self.keep, self.val_ds))
+        saving = time.perf_counter()
+        self.spent["batchnorm"] += validating - start
+        self.spent["validation"] += saving - validating
         for name in ("breed_accuracy", "categorical_accuracy", "breed_categorical_accuracy"):  # a trainer's breed head
             if "accuracy" not in logs and name in logs:
                 logs["accuracy"] = logs[name]
@@ -163,6 +169,7 @@ class Checkpointer(keras.callbacks.Callback):
         files.write_text(os.path.join(self.dir, "history.csv"), _history_csv(self.history))
         if improved:
             self._save_best()
+        self.spent["checkpoint"] += time.perf_counter() - saving
 
     def finish(self) -> None:
         """After `fit`: `final.keras`, then the state marked done, then the weight backups removed."""
@@ -234,19 +241,23 @@ class Pace(keras.callbacks.Callback):
         self.clock.finish(self.fit_name, time.perf_counter() - self.begin, epochs=epochs)
 
 
-def probe_rate(model_cfg, image_size: int, batch_size: int, steps: int = 5, warmup: int = 2) -> float:
-    """This machine's training samples/s: the median of `steps` steps (after `warmup`) of the rotation model
-    on one random in-memory batch of `4 * batch_size` photos, as the pretext stage feeds it.
+def probe_rate(model_cfg, image_size: int, batch_size: int, steps: int = 5, warmup: int = 2,
+               classes: int | None = None) -> float:
+    """This machine's training samples/s: the median of `steps` steps (after `warmup`) on one random in-memory
+    batch, of the rotation model on `4 * batch_size` photos as the pretext stage feeds it, or, given `classes`,
+    of a classifier on `batch_size` photos as the labelled stages feed it.
 
     Only the step is timed (no data pipeline, no validation): `budget.Clock` plans with it until
     the run's own fits are measured.
     """
     from ssl_keras.config_base import StageConfig
 
+    n = batch_size if classes else 4 * batch_size
     rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (4 * batch_size, image_size, image_size, 3)).astype("float32")
-    y = rng.integers(0, 4, 4 * batch_size)
-    model = models.build_rotation_model(model_cfg, image_size)
+    x = rng.uniform(0, 255, (n, image_size, image_size, 3)).astype("float32")
+    y = rng.integers(0, classes or 4, n)
+    model = (models.build_classifier(model_cfg, image_size, classes) if classes
+             else models.build_rotation_model(model_cfg, image_size))
     compile_model(model, StageConfig(epochs=1), steps + warmup)
     for _ in range(warmup):
         model.train_on_batch(x, y)
@@ -328,6 +339,8 @@ def fit(model, train_ds, val_ds, stage, stage_dir: str, *, steps_per_epoch: int,
             callbacks.append(Pace(clock, stage_dir))  # last: an epoch's time includes validation
         model.fit(train_ds, epochs=stage.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
                   verbose=verbose, shuffle=False)  # the tf.data pipeline shuffles
+        if clock is not None:
+            clock.spent[clock.name(stage_dir)] = dict(checkpointer.spent)
     checkpointer.finish()
     return checkpointer.history
 

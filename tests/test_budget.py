@@ -173,6 +173,31 @@ def test_clock_rates_for_fits_not_started():
     assert clock.rate == 320.0
 
 
+def test_clock_plans_from_the_probe_closest_in_step_size_until_a_fit_is_measured():
+    fits = [budget.Fit("small", "a", 1, 10, 64.0, 0.0), budget.Fit("big", "b", 1, 10, 256.0, 0.0),
+            budget.Fit("evaluate", None, 1, 0, 0, 10.0)]
+    clock = budget.Clock(fits, log=lambda line: None, rate=1000.0)
+    clock.probes = {256: 1000.0, 64: 600.0}
+    assert clock.rate_for(fits[0]) == 600.0 and clock.rate_for(fits[1]) == 1000.0
+    assert clock.rate_for(fits[2]) == 1000.0  # no step: the latest rate
+    clock.start("big")
+    clock.measured("big", 0.5, seconds_per_step=0.5)  # 512 samples/s: a measured fit beats the probes
+    assert clock.rate_for(fits[0]) == 512.0
+
+
+def test_clock_speed_gives_each_finished_fit_its_share_of_the_matmul_rate():
+    fits = [budget.Fit("baseline", "baseline", 2, 10, 100.0, 0.0), budget.Fit("pretext", "pretext", 1, 10, 400.0, 0.0)]
+    clock = budget.Clock(fits, log=lambda line: None)
+    clock.matmul, clock.flops = 100.0, 50e6  # 100 GFLOP/s; 50 MFLOP a sample
+    clock.spent["baseline"] = {"batchnorm": 0.0, "validation": 1.0, "checkpoint": 0.5}
+    clock.finish("baseline", 4.0)  # 2,000 samples in 4 s: 500 samples/s = 25 GFLOP/s
+    speed = clock.speed()
+    assert speed == {"baseline": {"epochs": 2, "seconds": 4.0, "samples": 2000, "samples_per_s": 500.0,
+                                  "of_matmul": 0.25,
+                                  "spent_s": {"batchnorm": 0.0, "validation": 1.0, "checkpoint": 0.5}}}
+    assert "= 25% of its 100 GFLOP/s float32 matmul" in clock.line()
+
+
 def test_clock_keeps_started_fits_when_replanned():
     fits = [budget.Fit("a", "a", 10, 10, 10.0, 0.0), budget.Fit("b", "b", 10, 10, 10.0, 0.0)]
     clock = budget.Clock(fits, log=lambda line: None)

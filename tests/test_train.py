@@ -309,3 +309,4 @@ def test_pace_times_steps_after_the_warm_up_then_whole_epochs(tmp_path):
 def test_probe_rate_times_the_rotation_step():
     rate = train.probe_rate(CFG, SIZE, batch_size=4, steps=3, warmup=1)
     assert 0 < rate < 1e7  # rotated samples a second
+    assert 0 < train.probe_rate(CFG, SIZE, batch_size=4, steps=3, warmup=1, classes=3) < 1e7
