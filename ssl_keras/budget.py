@@ -13,12 +13,13 @@ the backbone and are not counted. A machine's throughput is samples/s.
 **What a fit costs.** Each fit of a run (one stage directory) costs, each epoch,
 `steps x step_samples + epoch_samples`, with B the batch size, L, V, T the labelled,
 validation and test photos, U and U_val the rotation task's unlabelled train and
-validation photos, P the whole unlabelled pool, and R = 50 batches of BatchNorm re-estimation:
+validation photos, P the whole unlabelled pool, R = 50 batches of BatchNorm re-estimation, and
+a = (`data.pretext_image_size` / `data.image_size`)^2 (a photo's cost goes with its pixels):
 
 | fit | steps an epoch | samples a step | samples each epoch besides |
 |---|---|---|---|
 | `baseline`, `finetune_<freeze>` | L / B | B (B / 3 with the whole backbone frozen) | V / 3 |
-| `pretext` | U / B | 4 B | 4 U_val / 3 |
+| `pretext` | U / B | 4 B a | 4 a U_val / 3 |
 | `rotation_aux`, `rotation_aux_scratch` | L / B | B + 4 (B + Bu) | V / 3 + R B / 3 |
 | `self_training/round<r>` | (L + P') / B | B, or 5 B with the rotation loss | V / 3 (+ R B / 3) |
 | `fixmatch` | P / (ratio B) | B + ratio B (strong) + ratio B / 3 (weak) | V / 3 + R B / 3 |
@@ -118,8 +119,9 @@ def fits(cfg, counts: dict[str, int], stages=PLAN_STAGES) -> list[Fit]:
     if "baseline" in stages:
         out.append(Fit("baseline", "baseline", cfg.baseline.epochs, labelled_steps, b, val))
     if "pretext" in stages:
-        out.append(Fit("pretext", "pretext", cfg.pretext.epochs, math.ceil(counts["unlabelled"] / b), 4 * b,
-                       FORWARD * 4 * counts["unlabelled_val"]))
+        area = (cfg.data.pretext_size / cfg.data.image_size) ** 2  # a photo's cost goes with its pixels
+        out.append(Fit("pretext", "pretext", cfg.pretext.epochs, math.ceil(counts["unlabelled"] / b), 4 * b * area,
+                       FORWARD * 4 * counts["unlabelled_val"] * area))
     if "finetune" in stages:
         for c in table:
             if c.method == "pretrain" and c.freeze is not None:
@@ -391,7 +393,7 @@ class Clock:
             row = {"epochs": f.epochs if f.key else None, "seconds": round(seconds, 1), "samples": round(f.samples),
                    "samples_per_s": round(rate, 1)}
             if self.share(rate) is not None:
-                row["of_matmul"] = round(self.share(rate), 3)
+                row["of_matmul"] = float(f"{self.share(rate):.3g}")
             if name in self.spent:
                 row["spent_s"] = {k: round(v, 1) for k, v in self.spent[name].items()}
             out[name] = row

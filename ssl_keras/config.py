@@ -43,7 +43,13 @@ class DataConfig:
     max_test_per_class: int = 0  # 0: every test photo
     max_unlabelled: int = 0  # 0: the whole unlabelled pool
     image_size: int = 64
+    pretext_image_size: int = 0  # the rotation task's photo size; 0: image_size (the backbone's weights fit both)
     batch_size: int = 64
+
+    @property
+    def pretext_size(self) -> int:
+        """The rotation task's photo size in pixels."""
+        return self.pretext_image_size or self.image_size
 
     def __post_init__(self):
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -66,6 +72,8 @@ class DataConfig:
         _check(self.max_test_per_class >= 0, f"`max_test_per_class` must be >= 0. Received: {self.max_test_per_class}")
         _check(self.max_unlabelled >= 0, f"`max_unlabelled` must be >= 0. Received: {self.max_unlabelled}")
         _check(16 <= self.image_size <= 512, f"`image_size` must be in [16, 512]. Received: {self.image_size}")
+        _check(self.pretext_image_size == 0 or 16 <= self.pretext_image_size <= 512,
+               f"`pretext_image_size` must be 0 (image_size) or in [16, 512]. Received: {self.pretext_image_size}")
         _check(self.batch_size >= 1, f"`batch_size` must be >= 1. Received: {self.batch_size}")
 
 

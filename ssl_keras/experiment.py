@@ -51,9 +51,9 @@ def pretext_stage(run: Run) -> dict:
     d = cfg.data
     keys, val_keys = run.split["unlabelled"], run.split["unlabelled_val"]
     # Under mirrored / multi-worker the strategy places the batches on its devices itself.
-    train_ds = data.pretext_dataset(run.source, keys, d.image_size, d.batch_size, training=True, stage=cfg.pretext,
+    train_ds = data.pretext_dataset(run.source, keys, d.pretext_size, d.batch_size, training=True, stage=cfg.pretext,
                                     seed=cfg.seed, device=_accelerator() if cfg.strategy == "default" else None)
-    val_ds = data.pretext_dataset(run.source, val_keys, d.image_size, d.batch_size)
+    val_ds = data.pretext_dataset(run.source, val_keys, d.pretext_size, d.batch_size)
     os.makedirs(run.path("pretext"), exist_ok=True)
     example, labels = next(iter(val_ds))
     b = example.shape[0] // 4
@@ -62,7 +62,7 @@ def pretext_stage(run: Run) -> dict:
     run.log(f"\n[pretext] {len(keys)} unlabelled photos -> {4 * len(keys)} rotated samples an epoch; "
             f"{4 * len(val_keys)} for validation")
     with strategy.scope():
-        model = models.build_rotation_model(cfg.model, d.image_size)
+        model = models.build_rotation_model(cfg.model, d.pretext_size)
         hist = train.fit(model, train_ds.repeat(), val_ds, cfg.pretext, run.path("pretext"),
                          steps_per_epoch=math.ceil(len(keys) / d.batch_size), resume=run.resume,
                          verbose=run.verbose, log=run.log, clock=run.clock)
@@ -97,11 +97,12 @@ def check_pretext_model(cfg, source: str) -> None:
         raise ValueError(f"--pretext-from {source!r}: {path!r} is not a rotation model (expected a `backbone` and a "
                          f"4-way `rotation` output; it has layers {names}).")
     theirs, ours = model.get_layer("backbone"), models.build_backbone(
-        cfg.model.filters, cfg.model.convs_per_block, cfg.data.image_size, cfg.model.bn_momentum)
+        cfg.model.filters, cfg.model.convs_per_block, cfg.data.pretext_size, cfg.model.bn_momentum)
     size = theirs.get_layer("resize").get_config()["height"]
-    if size != cfg.data.image_size:
-        raise ValueError(f"--pretext-from {source!r} was trained at image size {size} px; this run's is "
-                         f"{cfg.data.image_size} px. Use --image-size {size} or another rotation model.")
+    if size != cfg.data.pretext_size:
+        raise ValueError(f"--pretext-from {source!r} was trained at image size {size} px; this run's rotation task "
+                         f"is at {cfg.data.pretext_size} px. Use --set data.pretext_image_size={size} or another "
+                         "rotation model.")
     shapes = lambda m: [(w.path.split("/", 1)[-1], tuple(w.shape)) for w in m.weights]  # noqa: E731
     if shapes(theirs) != shapes(ours):
         diff = [f"{a} != {b}" for a, b in zip(shapes(theirs), shapes(ours)) if a != b] or \

@@ -245,3 +245,29 @@ def test_resume_times_a_stage_that_ran_again(e2e, capsys):
         assert 0 < wall["evaluate"] < 12345.0
     finally:
         path.write_text(saved)
+
+
+@pytest.mark.slow
+def test_a_rotation_task_at_a_smaller_size_moves_into_the_classifier_and_every_run_writes_its_speed(
+        dogs_dir, tmp_path):
+    """`data.pretext_image_size` trains the rotation task at its own size; its conv weights fit the classifier at the
+    run's size. speed.json gives each fit's samples/s, share of the matmul rate and its seconds by part."""
+    run_dir = tmp_path / "small_pretext"
+    for stage in ("pretext", "finetune"):
+        rc, out, err = _captured([stage, "--preset", "tiny", "--data-dir", dogs_dir, "--run-dir", str(run_dir),
+                                  "--set", "data.pretext_image_size=16"])
+        assert rc == 0, err
+    rotation = train.models.load(str(run_dir / "pretext" / "best.keras"))
+    assert rotation.get_layer("backbone").get_layer("resize").get_config()["height"] == 16
+    stage = json.loads((run_dir / "finetune_1" / "stage.json").read_text())
+    assert stage["weights_copied"] > 0
+    classifier = train.models.load(str(run_dir / "finetune_1" / "best.keras"))
+    assert classifier.get_layer("backbone").get_layer("resize").get_config()["height"] == 32
+    speed = json.loads((run_dir / "speed.json").read_text())
+    assert speed["matmul_gflops"]["start"] > 0 and speed["train_mflop_per_sample"] > 0
+    fits = speed["fits"]
+    assert set(fits) == {"finetune_all", "finetune_1"}  # the last call's fits
+    for fit in fits.values():
+        assert fit["samples_per_s"] > 0 and 0 < fit["of_matmul"] < 1
+        assert set(fit["spent_s"]) == {"batchnorm", "validation", "checkpoint"}
+        assert sum(fit["spent_s"].values()) <= fit["seconds"]

@@ -185,7 +185,7 @@ def test_pretext_from_a_file_that_is_not_a_rotation_model(capsys, tmp_path, own,
     assert "junk.keras" in err and "not a Keras model" in err
     err = _bad(capsys, tmp_path, own, "--unlabelled-dir", own / "park", "--pretext-from", tiny_run,
                "--image-size", "48")
-    assert "trained at image size 32 px; this run's is 48 px" in err
+    assert "trained at image size 32 px; this run's rotation task is at 48 px" in err
     err = _bad(capsys, tmp_path, own, "--unlabelled-dir", own / "park", "--pretext-from", tiny_run,
                "--set", "model.filters=[8,24]")
     assert "another backbone" in err and "filters [8, 24]" in err
