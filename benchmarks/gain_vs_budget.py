@@ -45,6 +45,8 @@ def parse(argv):
                    help="minutes on the slow machine")
     p.add_argument("--fixed", nargs="+", action="append", default=[], metavar="NAME KEY=VALUE",
                    help="a case without a budget: its name, then config values (repeatable)")
+    p.add_argument("--case", nargs="+", action="append", default=[], metavar="NAME MINUTES KEY=VALUE",
+                   help="a budgeted case with config values: its name, its budget, then the values (repeatable)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--slow-gflops", type=float, default=50.0)
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="for every case (repeatable)")
@@ -58,11 +60,13 @@ def parse(argv):
 def cases(args) -> list[tuple[str, float | None, list[str]]]:
     """(name, slow-machine budget or None, config values) of every case."""
     out = [(f"budget-{b:g}", b, []) for b in args.budgets]
+    out += [(name, float(minutes), values) for name, minutes, *values in args.case]
     return out + [(name, None, values) for name, *values in args.fixed]
 
 
 def child(args) -> None:
     """One seed of one case, in this process (`results_table.run_seed`)."""
+    started = time.monotonic()  # the budget counts from the child's start, as `python -m ssl_keras.run`'s does
     import results_table
 
     name, seed, minutes = args.child[0], int(args.child[1]), float(args.child[2])
@@ -72,7 +76,7 @@ def child(args) -> None:
     from ssl_keras import quiet
 
     quiet.import_tensorflow()
-    results_table.run_seed(rt, seed, name)
+    results_table.run_seed(rt, seed, name, started=started)
 
 
 def run_case(args, name: str, budget: float | None, values: list[str], seed: int) -> dict:
@@ -122,13 +126,14 @@ def table(args, rows_by_case) -> list[str]:
              "(picked by validation), mean over seeds and each seed; gain in points.", "",
              "| case | budget (slow min) | run, projected (slow min), mean (range) | run here (min) | matmul here "
              "(GFLOP/s) | epochs: baseline, pretext, finetune, fixmatch (seed 0) | baseline % | shipped % | "
-             "gain per seed | mean gain (range) |",
-             "|---|---:|---|---:|---:|---|---|---|---|---|"]
+             "validation % of the shipped | gain per seed | mean gain (range) |",
+             "|---|---:|---|---:|---:|---|---|---|---|---|---|"]
     for name, rows in rows_by_case.items():
         r0 = rows[0]
         proj = [r["projected_slow_min"] for r in rows]
         gains = [100 * (r["shipped"] - r["baseline"]) for r in rows]
-        budget = f"{r0['budget_slow_min']:g}" if r0["budget_slow_min"] else "none: " + " ".join(r0["values"])
+        budget = (f"{r0['budget_slow_min']:g}" if r0["budget_slow_min"] else "none") + "".join(
+            f"; `{v}`" for v in r0["values"])
         lines.append(
             f"| {name} | {budget} | {statistics.mean(proj):.1f} ({min(proj):.1f}-{max(proj):.1f}) | "
             f"{statistics.mean(r['seconds_here'] for r in rows) / 60:.1f} | "
@@ -138,6 +143,7 @@ def table(args, rows_by_case) -> list[str]:
             f"({_each(rows, 'baseline')}) | "
             f"{100 * statistics.mean(r['shipped'] for r in rows):.1f} "
             f"({_each(rows, 'shipped')}) | "
+            f"{100 * statistics.mean(r['shipped_val'] for r in rows):.1f} | "
             f"{', '.join(f'{g:+.1f}' for g in gains)} | **{statistics.mean(gains):+.1f}** "
             f"({min(gains):+.1f} to {max(gains):+.1f}) |")
     shipped = sorted({r["shipped_label"] for rows in rows_by_case.values() for r in rows})
@@ -146,7 +152,7 @@ def table(args, rows_by_case) -> list[str]:
                   [f"--preset {args.preset}", f"--data-dir {args.data_dir}",
                    f"--budgets {' '.join(f'{b:g}' for b in args.budgets)}",
                    f"--seeds {' '.join(map(str, args.seeds))}"]
-                  + [f"--fixed {' '.join(f)}" for f in args.fixed] + [f"--set {s}" for s in args.set]) + "`",
+                  + [f"--case {' '.join(c)}" for c in args.case] + [f"--fixed {' '.join(f)}" for f in args.fixed] + [f"--set {s}" for s in args.set]) + "`",
               f"Machine: {machine()}."]
     return lines
 
@@ -158,15 +164,20 @@ def plot(args, rows_by_case) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    budgeted = [(rows[0]["budget_slow_min"], rows) for rows in rows_by_case.values() if rows[0]["budget_slow_min"]]
-    for b, rows in budgeted:
-        gains = [100 * (r["shipped"] - r["baseline"]) for r in rows]
-        x = statistics.mean(r["projected_slow_min"] for r in rows)
-        ax.plot([x] * len(gains), gains, "o", color="tab:blue", alpha=0.35)
-    if budgeted:
-        xs = [statistics.mean(r["projected_slow_min"] for r in rows) for _, rows in budgeted]
-        ys = [statistics.mean(100 * (r["shipped"] - r["baseline"]) for r in rows) for _, rows in budgeted]
-        ax.plot(xs, ys, "-o", color="tab:blue", label=f"`{args.preset}` with --budget (mean; dots: seeds)")
+    series: dict[tuple, list] = {}  # budgeted cases, by their config values
+    for rows in rows_by_case.values():
+        if rows[0]["budget_slow_min"]:
+            series.setdefault(tuple(rows[0]["values"]), []).append(rows)
+    for i, (values, cases_) in enumerate(series.items()):
+        color = f"C{i if i == 0 else i + 1}"  # C1 (orange) is the no-budget cases'
+        cases_.sort(key=lambda rows: rows[0]["budget_slow_min"])
+        xs = [statistics.mean(r["projected_slow_min"] for r in rows) for rows in cases_]
+        for x, rows in zip(xs, cases_):
+            ax.plot([x] * len(rows), [100 * (r["shipped"] - r["baseline"]) for r in rows], "o", color=color,
+                    alpha=0.35)
+        ys = [statistics.mean(100 * (r["shipped"] - r["baseline"]) for r in rows) for rows in cases_]
+        label = f"`{args.preset}` --budget" + (" " + " ".join(values) if values else "") + " (mean; dots: seeds)"
+        ax.plot(xs, ys, "-o", color=color, label=label)
     for name, rows in rows_by_case.items():
         if not rows[0]["budget_slow_min"]:
             gains = [100 * (r["shipped"] - r["baseline"]) for r in rows]

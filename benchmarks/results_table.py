@@ -59,15 +59,16 @@ def config_for(args, seed: int):
     return cfg
 
 
-def run_seed(args, seed: int, name: str) -> str:
-    """Runs (or resumes) one seed's experiment; returns its run directory."""
+def run_seed(args, seed: int, name: str, started: float | None = None) -> str:
+    """Runs (or resumes) one seed's experiment; returns its run directory. `started`: when the command began
+    (time.monotonic), where a budget counts from (default: now)."""
     from ssl_keras import rundir
 
     cfg = config_for(args, seed)
     run_dir = os.path.join(args.models, f"results-{name}", f"seed{seed}")
     if not os.path.exists(os.path.join(run_dir, "report.json")):
         experiment.prepare(cfg)
-        run = rundir.Run(cfg, run_dir, resume=True, verbose=2, log=lambda *a: print(*a, flush=True))
+        run = rundir.Run(cfg, run_dir, resume=True, verbose=2, log=lambda *a: print(*a, flush=True), started=started)
         experiment.run_stages(run, STAGES)
     return run_dir
 

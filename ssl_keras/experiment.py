@@ -293,11 +293,10 @@ def _start_clock(run: Run, stages) -> dict | None:
     run.clock = None
     if not any(s in TRAINING for s in stages):
         return None
-    begin = time.monotonic()
     sizes = budget.sizes(run.split)
     fits = budget.fits(run.cfg, sizes, stages)
     run.clock = budget.Clock(fits, root=run.dir, log=run.log, extra="+ export" if "export" in stages else "",
-                             start=begin)
+                             start=run.started)
     for f in fits:
         if run.resume and (info := run.stage_info(f.name)):
             run.clock.finish(f.name, info.get("wall_time_s", 0.0), quiet=True)

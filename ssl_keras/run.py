@@ -229,6 +229,7 @@ def check_paths(args, cfg, run_dir: str) -> None:
 
 
 def main(argv=None) -> int:
+    started = time.monotonic()  # a --budget counts from here (TensorFlow's import and the photos' listing too)
     args = build_parser().parse_intermixed_args(argv)
     run_dir = args.run_dir
     try:
@@ -248,7 +249,7 @@ def main(argv=None) -> int:
             experiment.check_inputs(cfg)  # folders and --pretext-from, before anything is written
         experiment.prepare(cfg)
         run = rundir.Run(cfg, run_dir, resume=args.resume, verbose=1 if sys.stdout.isatty() else 2,
-                             log=lambda *a: print(*a, flush=True))
+                             log=lambda *a: print(*a, flush=True), started=started)
         print(f"Run directory: {run_dir}  (preset {cfg.preset}, seed {cfg.seed}, method {','.join(cfg.method)})",
               flush=True)
         if args.stage == "predict":

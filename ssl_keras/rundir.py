@@ -43,8 +43,10 @@ def classifiers(cfg) -> list[Classifier]:
 class Run:
     """One run directory and what its stages share: config, split, data source."""
 
-    def __init__(self, cfg, run_dir: str, *, resume: bool = False, verbose=1, log=print):
+    def __init__(self, cfg, run_dir: str, *, resume: bool = False, verbose=1, log=print, started: float | None = None):
         self.cfg, self.dir, self.resume, self.verbose, self.log = cfg, run_dir, resume, verbose, log
+        # when the command began (time.monotonic): a --budget counts from there, TensorFlow's import included
+        self.started = time.monotonic() if started is None else started
         os.makedirs(run_dir, exist_ok=True)
         write_json(self.path("config.json"), config_lib.to_dict(cfg))
         self._source = None

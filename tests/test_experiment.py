@@ -110,7 +110,8 @@ def test_end_to_end_prints_the_whole_run_time(e2e):
     _, calls, _ = e2e
     plans = {stage: [ln for ln in out.splitlines() if ln.startswith("[plan] ")] for stage, (_, out, _) in calls.items()}
     assert plans["baseline"][-1].startswith("[plan] baseline 2 epochs took ")
-    assert re.search(r" · whole run \d+ s \(this machine: [\d,]+ samples/s in baseline\)$", plans["baseline"][-1])
+    assert re.search(r" · whole run \d+ s \(this machine: [\d,]+ samples/s in baseline = \d+% of its [\d,]+ GFLOP/s "
+                     r"float32 matmul\)$", plans["baseline"][-1])
     assert re.match(r"\[plan\] pretext 2 epochs took \d+ s · whole run \d+ s", plans["pretext"][-1])
     assert re.match(r"\[plan\] finetune_all 2 epochs (took|≈) \d+ s.* · finetune_1 2 epochs ≈ \d+ s · "
                     r"whole run ≈ ", plans["finetune"][0])

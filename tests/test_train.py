@@ -278,6 +278,7 @@ class RecordingClock:
 
     def __init__(self):
         self.calls = []
+        self.spent = {}  # name -> seconds by part besides the steps, as `train.fit` stores them
 
     def name(self, stage_dir):
         return os.path.basename(stage_dir)
@@ -304,6 +305,8 @@ def test_pace_times_steps_after_the_warm_up_then_whole_epochs(tmp_path):
     # 2 warm-up steps, then 5 timed: reported after step 7 of 10 (0.7 epochs done); epochs 2 and 3 whole.
     assert clock.calls == [("start", "baseline", 3, 10, 0), ("step", "baseline", 0.7), ("epoch", "baseline", 2),
                            ("epoch", "baseline", 3), ("finish", "baseline", 3)]
+    assert set(clock.spent["baseline"]) == {"batchnorm", "validation", "checkpoint"}
+    assert clock.spent["baseline"]["validation"] > 0
 
 
 def test_probe_rate_times_the_rotation_step():
