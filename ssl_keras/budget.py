@@ -31,11 +31,14 @@ estimate takes all of P (capped at `per_class` a class), an upper bound.
 **The estimate** (`Clock`). A finished fit shows the time it took. A running fit is timed
 by its own steps once it is past its warm-up steps, then by its whole epochs (validation,
 checkpoints and all) after its first; its rest is its remaining samples at its own rate. A
-fit not yet started is its samples at the rate of the measured fit whose step is closest in
-size (a step's size, augmentation and data set how well a stage uses the machine), or,
-before any fit is measured, that of the probe closest in step size (`train.probe_rate`: the
-rotation model's step and the classifier's, alone, so optimistic by the validation and
-checkpoint time of the real stages). Each
+fit not yet started is its samples at the slowest rate measured so far among the fits that
+train the whole network (a frozen backbone's forward-only steps left out), or, before any fit
+is measured, the slowest probe's (`train.probe_rate`: the rotation model's step and the
+classifier's, alone, so optimistic by the validation and checkpoint time of the real stages).
+The slowest, not the most alike: stages differ in augmentation and data as much as in step
+size (FixMatch's RandAugment runs at about half the rotation task's samples/s, speed.json), and
+a fit planned too slow only leaves time that the next plan hands on, while one planned too
+fast overruns the budget in the last stage, where nothing comes after to make it up. Each
 fit's rate replaces the estimate as soon as it is measured, so the line grows more exact as
 the run goes on. A fit's first epoch also decodes its photos, so its first line is slow.
 
@@ -70,6 +73,7 @@ class Fit:
         steps: training steps an epoch.
         step_samples: samples (see the module docstring) of one step.
         epoch_samples: samples of the work each epoch besides its steps (validation, BatchNorm re-estimation).
+        frozen: its steps are forward passes only (the whole backbone frozen): its rate says little of the others'.
     """
 
     name: str
@@ -78,6 +82,7 @@ class Fit:
     steps: int
     step_samples: float
     epoch_samples: float
+    frozen: bool = False
 
     @property
     def epoch_cost(self) -> float:
@@ -126,7 +131,7 @@ def fits(cfg, counts: dict[str, int], stages=PLAN_STAGES) -> list[Fit]:
         for c in table:
             if c.method == "pretrain" and c.freeze is not None:
                 out.append(Fit(c.dir, "finetune", cfg.finetune.epochs, labelled_steps,
-                               FORWARD * b if c.freeze == "all" else b, val))
+                               FORWARD * b if c.freeze == "all" else b, val, frozen=c.freeze == "all"))
     if "methods" in stages:
         for c in table:
             if c.method == "rotation_aux":
@@ -308,20 +313,18 @@ class Clock:
     # -- the estimate ------------------------------------------------------------------------------------------
 
     def rate_for(self, f: Fit) -> float | None:
-        """The samples/s `f` is expected to run at: its own once measured; else that of the measured fit whose
-        step is closest in size (the batch sets how well the machine is used; the latest of equals); else that
-        of the probe whose step is closest in size; else the latest rate. None before any rate is known."""
+        """The samples/s `f` is expected to run at: its own once measured; else the slowest rate measured among
+        the fits that train the whole network (the module docstring says why the slowest); else the slowest
+        probe's; else the latest rate. None before any rate is known."""
         if f.name in self.rates:
             return self.rates[f.name]
         if f.step_samples > 0:
-            measured = [g for g in self.fits.values() if g.name in self.rates and g.step_samples > 0]
+            measured = [self.rates[g.name] for g in self.fits.values()
+                        if g.name in self.rates and g.step_samples > 0 and not g.frozen]
             if measured:
-                order = list(self.rates)  # names in the order they were first measured
-                closest = min(measured, key=lambda g: (abs(math.log(g.step_samples / f.step_samples)),
-                                                       -order.index(g.name)))
-                return self.rates[closest.name]
+                return min(measured)
             if self.probes:
-                return self.probes[min(self.probes, key=lambda n: abs(math.log(n / f.step_samples)))]
+                return min(self.probes.values())
         return self.rate
 
     def estimate(self, name: str) -> float | None:

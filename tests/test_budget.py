@@ -158,7 +158,8 @@ def test_clock_line_as_a_run_goes():
 
 def test_clock_rates_for_fits_not_started():
     fits = [budget.Fit("small", "a", 1, 10, 64.0, 0.0), budget.Fit("big", "b", 1, 10, 256.0, 0.0),
-            budget.Fit("bigger", "c", 1, 10, 600.0, 0.0), budget.Fit("evaluate", None, 1, 0, 0, 10.0)]
+            budget.Fit("bigger", "c", 1, 10, 600.0, 0.0), budget.Fit("evaluate", None, 1, 0, 0, 10.0),
+            budget.Fit("frozen", "d", 1, 10, 64 / 3, 0.0, frozen=True)]
     clock = budget.Clock(fits, log=lambda line: None, rate=1000.0)  # a probe's
     assert clock.rate_for(fits[2]) == 1000.0 and clock.rate_from == "probe"
     clock.start("small")
@@ -166,19 +167,24 @@ def test_clock_rates_for_fits_not_started():
     clock.start("big")
     clock.measured("big", 0.5, seconds_per_step=0.2)  # 1,280 samples/s
     clock.start("small")
+    assert clock.rate_for(fits[2]) == 640.0  # the slowest measured, not the closest step (256 samples)
+    clock.start("frozen")
+    clock.measured("frozen", 0.5, seconds_per_step=64 / 3 / 100)  # 100 samples/s, forward passes only
+    assert clock.rate_for(fits[2]) == 640.0  # a frozen backbone's rate is left out
+    clock.start("small")
     clock.measured("small", 0.5, seconds_per_epoch=10 * 64 / 320)  # 320 samples/s, measured last
-    assert clock.rate_for(fits[2]) == 1280.0  # the closest step: 256 samples, not the latest fit
+    assert clock.rate_for(fits[2]) == 320.0
     assert clock.rate_for(fits[3]) == 320.0  # no step: the latest rate
     clock.finish("evaluate", 50.0)  # evaluate's time says nothing of the training rate
     assert clock.rate == 320.0
 
 
-def test_clock_plans_from_the_probe_closest_in_step_size_until_a_fit_is_measured():
+def test_clock_plans_from_the_slowest_probe_until_a_fit_is_measured():
     fits = [budget.Fit("small", "a", 1, 10, 64.0, 0.0), budget.Fit("big", "b", 1, 10, 256.0, 0.0),
             budget.Fit("evaluate", None, 1, 0, 0, 10.0)]
     clock = budget.Clock(fits, log=lambda line: None, rate=1000.0)
     clock.probes = {256: 1000.0, 64: 600.0}
-    assert clock.rate_for(fits[0]) == 600.0 and clock.rate_for(fits[1]) == 1000.0
+    assert clock.rate_for(fits[0]) == clock.rate_for(fits[1]) == 600.0
     assert clock.rate_for(fits[2]) == 1000.0  # no step: the latest rate
     clock.start("big")
     clock.measured("big", 0.5, seconds_per_step=0.5)  # 512 samples/s: a measured fit beats the probes
