@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import time
+import weakref
 
 import keras
 import numpy as np
@@ -277,21 +278,41 @@ def recalibrate_batchnorm(model, batches, steps: int = 50) -> None:
     weigh 0.5 %). For a trainer whose extra views (strongly augmented photos) have other statistics
     than the photos the model is used on ("precise BN", Wu & Johnson 2021).
     """
+    forward = compiled_call(model, training=True)
     for x in batches.take(steps):
-        model(x[0] if isinstance(x, tuple) else x, training=True)
+        forward(x[0] if isinstance(x, tuple) else x)
 
 
 def validate(model, dataset) -> dict[str, float]:
     """`val_accuracy` and `val_loss` (cross-entropy) of a classifier on batches of (pixels, class index)."""
+    forward = compiled_call(model, training=False)
     correct = n = 0
     loss = 0.0
     for x, y in dataset:
-        probs = np.asarray(model(x, training=False), np.float64)
+        probs = np.asarray(forward(x), np.float64)
         y = np.asarray(y).astype(int)
         correct += int((probs.argmax(1) == y).sum())
         loss -= float(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)).sum())
         n += len(y)
     return {"val_accuracy": correct / max(n, 1), "val_loss": loss / max(n, 1), "val_photos": n}
+
+
+_COMPILED = weakref.WeakKeyDictionary()  # model -> {training: its call, traced once}
+
+
+def compiled_call(model, training: bool):
+    """`model(x, training=training)` as one traced graph (`tf.function`) on the TensorFlow backend, made once a
+    model: run eagerly, a small model's call on a batch costs its Python op by op, and validation and BatchNorm
+    re-estimation then took a third of a stage's time (BENCHMARKS §6). Other backends: the plain call."""
+    calls = _COMPILED.setdefault(model, {})
+    if training not in calls:
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            calls[training] = tf.function(lambda x: model(x, training=training), reduce_retracing=True)
+        else:
+            calls[training] = lambda x: model(x, training=training)
+    return calls[training]
 
 
 def compile_model(model, stage, steps_per_epoch: int, loss="sparse_categorical_crossentropy", loss_weights=None,
