@@ -16,7 +16,8 @@ Achieved FLOP/s = training FLOPs per rotated sample x rotated samples/s of `fit`
 is timed). The reference is a chain of 2048x2048 float32 matmuls (`ssl_keras.speed`) timed in
 the same run, at its start and at its end; the faster of the two is the peak. Settings
 tried, one at a time from the project's default ("before"): batch size, channel width,
-XLA (`jit_compile`), `mixed_bfloat16`, and intra-/inter-op thread counts (these must be
+XLA (`jit_compile`), `mixed_bfloat16`, `steps_per_execution` (steps Keras runs per call of its
+compiled train function: less Python and host sync a step), and intra-/inter-op thread counts (these must be
 set before TensorFlow starts, so each runs in a subprocess). "After" combines every
 setting (but width, which changes the model) whose best value beat the project's
 default in that sweep; then before and after run `--repeats` times each, interleaved,
@@ -60,7 +61,7 @@ def profiler_flops(model, image_size: int) -> int | None:
 
 
 def train_rate(model_cfg, image_size: int, photos: int, samples: int, jit: bool = False,
-               policy: str = "float32", keras_bn: bool = False) -> dict:
+               policy: str = "float32", keras_bn: bool = False, spe: int = 1) -> dict:
     """Rotated samples/s of `fit` (the faster of epochs 2 and 3) on in-memory synthetic batches.
 
     Each batch is 4 * `photos` rotated samples, as the pretext stage feeds the model. With
@@ -99,6 +100,7 @@ def train_rate(model_cfg, image_size: int, photos: int, samples: int, jit: bool 
             models.BatchNormalization = fused
         train.compile_model(model, config_lib.StageConfig(epochs=2), steps)
         model.jit_compile = jit
+        model.steps_per_execution = spe
         timer = Timer()
         model.fit(ds, epochs=3, steps_per_epoch=steps, callbacks=[timer], verbose=0, shuffle=False)
         flops = model_flops(model)
@@ -117,16 +119,18 @@ def _child(args) -> int:
     tf.config.threading.set_inter_op_parallelism_threads(inter)
     cfg = preset_config(args.preset, args.image_size)
     result = train_rate(cfg.model, cfg.data.image_size, args.child_photos, args.samples,
-                        jit=args.child_jit, policy=args.child_policy, keras_bn=args.child_keras_bn)
+                        jit=args.child_jit, policy=args.child_policy, keras_bn=args.child_keras_bn,
+                        spe=args.child_spe)
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 
 
-def _in_subprocess(args, threads, photos, jit=False, policy="float32", keras_bn=False) -> dict:
+def _in_subprocess(args, threads, photos, jit=False, policy="float32", keras_bn=False, spe=1) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--preset", args.preset, "--samples", str(args.samples),
            "--image-size", str(args.image_size),
            "--child-threads", str(threads[0]), str(threads[1]), "--child-photos", str(photos),
-           "--child-policy", policy] + (["--child-jit"] if jit else []) + (["--child-keras-bn"] if keras_bn else [])
+           "--child-policy", policy, "--child-spe", str(spe)]
+    cmd += (["--child-jit"] if jit else []) + (["--child-keras-bn"] if keras_bn else [])
     env = dict(os.environ)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -146,11 +150,13 @@ def _parse(argv):
                    "(TensorFlow's default is one thread per core for both)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved runs of before and after (default 3)")
     p.add_argument("--skip-jit", action="store_true", help="do not try jit_compile (XLA)")
+    p.add_argument("--steps-per-execution", type=int, nargs="*", default=[4, 16], help="values to try")
     p.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "compute.md"))
     p.add_argument("--child-threads", type=int, nargs=2, help=argparse.SUPPRESS)
     p.add_argument("--child-photos", type=int, help=argparse.SUPPRESS)
     p.add_argument("--child-policy", default="float32", help=argparse.SUPPRESS)
     p.add_argument("--child-jit", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--child-spe", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--child-keras-bn", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -201,6 +207,8 @@ def main(argv=None) -> int:
         record(f"channels ×{w:g}: filters {list(filters)}", "width", train_rate(wide, size, photos, args.samples))
     if not args.skip_jit:
         record("jit_compile=True (XLA)", "jit", train_rate(base_model, size, photos, args.samples, jit=True), True)
+    for n in args.steps_per_execution:
+        record(f"steps_per_execution={n}", "spe", train_rate(base_model, size, photos, args.samples, spe=n), n)
     record("mixed_bfloat16 policy", "policy",
            train_rate(base_model, size, photos, args.samples, policy="mixed_bfloat16"), True)
     thread_pairs = [tuple(int(v) for v in pair.split(",")) for pair in args.threads.split(";") if pair]
@@ -218,14 +226,16 @@ def main(argv=None) -> int:
     best_batch = gain("batch") or photos
     use_jit, use_bf16, threads, fused = bool(gain("jit")), bool(gain("policy")), gain("threads"), bool(gain("bn"))
     policy = "mixed_bfloat16" if use_bf16 else "float32"
+    spe = gain("spe") or 1
     after_desc = (f"{'fused' if fused else 'Keras'} batch norm, batch {best_batch} photos, {policy}, "
-                  f"{'XLA' if use_jit else 'no XLA'}, "
+                  f"{'XLA' if use_jit else 'no XLA'}, steps_per_execution={spe}, "
                   f"{'threads intra=%d, inter=%d' % threads if threads else 'default threads'}")
 
     def candidate():
         if threads:
-            return _in_subprocess(args, threads, best_batch, jit=use_jit, policy=policy, keras_bn=not fused)
-        return train_rate(base_model, size, best_batch, args.samples, jit=use_jit, policy=policy, keras_bn=not fused)
+            return _in_subprocess(args, threads, best_batch, jit=use_jit, policy=policy, keras_bn=not fused, spe=spe)
+        return train_rate(base_model, size, best_batch, args.samples, jit=use_jit, policy=policy, keras_bn=not fused,
+                          spe=spe)
 
     # Before against after, interleaved, `--repeats` times each: the machine's drift hits both alike.
     runs = {"before": [], "after": []}

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import math
 import os
 import statistics
@@ -31,6 +30,8 @@ import tempfile
 import time
 
 from common import machine, preset_config, write_table
+
+from ssl_keras.files import read_json
 
 
 def parse(argv):
@@ -52,7 +53,7 @@ def runs_table(paths) -> list[str]:
              "BatchNorm re-est. | validation | checkpoints | steps, data, augmentation |",
              "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     for path in paths:
-        sp = _read(os.path.join(path, "speed.json"))
+        sp = read_json(os.path.join(path, "speed.json"))
         peak = max(sp["matmul_gflops"].values())
         mflop = sp["train_mflop_per_sample"]
         for name, r in sp["fits"].items():
@@ -156,11 +157,6 @@ def steps_table(args) -> list[str]:
     return lines
 
 
-def _read(path):
-    with open(path) as f:
-        return json.load(f)
-
-
 def main(argv=None) -> int:
     args = parse(argv)
     from ssl_keras import quiet
@@ -179,7 +175,7 @@ def main(argv=None) -> int:
         + ([f"--runs {' '.join(args.runs)}"] if args.runs else [])) + f"` ({time.perf_counter() - start:.0f} s)",
         f"Machine: {where}."]
     if paths:
-        loads = [_read(os.path.join(p, "speed.json")).get("load_average") for p in paths]
+        loads = [read_json(os.path.join(p, "speed.json")).get("load_average") for p in paths]
         loads = [x for x in loads if x is not None]
         if loads:
             lines.append(f"Runs of table 1: load average at their end {statistics.mean(loads):.1f} (mean).")

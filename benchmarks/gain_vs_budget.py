@@ -33,6 +33,8 @@ import time
 
 from common import machine
 
+from ssl_keras.files import read_json
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEEP = ("report.json", "config.json", "plan.json", "speed.json", "wall_time.json")
 
@@ -86,7 +88,7 @@ def run_case(args, name: str, budget: float | None, values: list[str], seed: int
     keep_dir = os.path.join(args.out, name, f"seed{seed}")
     timing = os.path.join(keep_dir, "timing.json")
     if os.path.exists(timing):
-        return _read(timing)
+        return read_json(timing)
     rate = speed.run_matmul_gflops()
     minutes = budget * args.slow_gflops / rate if budget else 0.0
     run_dir = os.path.join(args.models, f"results-{name}", f"seed{seed}")
@@ -103,9 +105,9 @@ def run_case(args, name: str, budget: float | None, values: list[str], seed: int
     for f in KEEP:
         if os.path.exists(os.path.join(run_dir, f)):
             shutil.copy(os.path.join(run_dir, f), os.path.join(keep_dir, f))
-    report = _read(os.path.join(run_dir, "report.json"))
-    sp = _read(os.path.join(run_dir, "speed.json"))
-    cfg = _read(os.path.join(run_dir, "config.json"))
+    report = read_json(os.path.join(run_dir, "report.json"))
+    sp = read_json(os.path.join(run_dir, "speed.json"))
+    cfg = read_json(os.path.join(run_dir, "config.json"))
     run_rate = max(rate, sp["matmul_gflops"]["start"], sp["matmul_gflops"]["end"])
     row = {"case": name, "seed": seed, "budget_slow_min": budget, "budget_here_min": round(minutes, 3),
            "values": values, "seconds_here": round(seconds, 1), "matmul_gflops": round(run_rate, 1),
@@ -152,7 +154,8 @@ def table(args, rows_by_case) -> list[str]:
                   [f"--preset {args.preset}", f"--data-dir {args.data_dir}",
                    f"--budgets {' '.join(f'{b:g}' for b in args.budgets)}",
                    f"--seeds {' '.join(map(str, args.seeds))}"]
-                  + [f"--case {' '.join(c)}" for c in args.case] + [f"--fixed {' '.join(f)}" for f in args.fixed] + [f"--set {s}" for s in args.set]) + "`",
+                  + [f"--case {' '.join(c)}" for c in args.case]
+                  + [f"--fixed {' '.join(f)}" for f in args.fixed] + [f"--set {s}" for s in args.set]) + "`",
               f"Machine: {machine()}."]
     return lines
 
@@ -198,11 +201,6 @@ def plot(args, rows_by_case) -> None:
 def _each(rows, key: str) -> str:
     """`28.1, 29.0, 27.5`: each seed's accuracy in %."""
     return ", ".join(f"{100 * r[key]:.1f}" for r in rows)
-
-
-def _read(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 def main(argv=None) -> int:

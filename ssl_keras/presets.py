@@ -15,23 +15,23 @@ from ssl_keras.methods.self_training import SelfTrainingConfig
 
 
 def quick() -> Config:
-    """Every stage on a CPU in under 15 minutes, export included, at 64 px.
+    """The first command: every stage in about 14 minutes on a slow 2-core CPU, export aside, at 32 px.
 
     `python -m ssl_keras.run --preset quick --data-dir ../shared/data/dogs`
 
-    Machine: 2-core Intel Xeon, 24 GiB, no GPU. Time: 808 s for the run in a fresh clone (seed 0), export
-    included, after an 80 s install. Result (results/quick, 1000 test photos): baseline 28.8 %, SSL fine-tuned
-    34.1 % (+5.3 points, the pick by validation), FixMatch 36.7 % (+7.9). FixMatch runs 12 epochs here
-    (20 in `default`) to fit the 15 minutes. Seeds 1 and 2 not measured with this preset yet.
+    Its epochs are those `--budget 13` resolves on a 2-core CPU whose float32 matmul reaches 50 GFLOP/s (the
+    slowest seen), from `default`'s proportions at 32 px: 32 px kept the most gain of the workloads tried in that
+    time (BENCHMARKS.md §6). Time: RESULTS_TIME. Result (results/quick, 1000 test photos, seeds 0-2):
+    RESULTS_ACCURACY. On a faster machine, `--budget MINUTES` trains more epochs in the same time.
     """
     return Config(
         preset="quick",
-        data=DataConfig(image_size=64, max_unlabelled=10000, max_test_per_class=100, val_per_class=50),
-        baseline=StageConfig(epochs=60),
-        pretext=StageConfig(epochs=12, translate=0.0, zoom=0.0),
-        finetune=StageConfig(epochs=60),
+        data=DataConfig(image_size=32, max_unlabelled=10000, max_test_per_class=100, val_per_class=50),
+        baseline=StageConfig(epochs=33),
+        pretext=StageConfig(epochs=3, translate=0.0, zoom=0.0),
+        finetune=StageConfig(epochs=34),
         method=("pretrain", "fixmatch"),
-        fixmatch=FixMatchConfig(train=dataclasses.replace(FixMatchConfig().train, epochs=12)),  # 15 minutes in all
+        fixmatch=FixMatchConfig(train=dataclasses.replace(FixMatchConfig().train, epochs=5)),
     )
 
 

@@ -24,18 +24,21 @@ def test_budget_imports_no_tensorflow():
 
 def test_fits_of_the_quick_preset():
     fits = {f.name: f for f in _fits()}
+    q = presets.quick()
     assert list(fits) == ["baseline", "pretext", "finetune_all", "finetune_1", "fixmatch", "evaluate"]
     b = 64
-    assert fits["baseline"] == budget.Fit("baseline", "baseline", 60, math.ceil(570 / b), b, 500 / 3)
-    assert fits["pretext"] == budget.Fit("pretext", "pretext", 12, math.ceil(8777 / b), 4 * b, 4 * 975 / 3)
+    assert fits["baseline"] == budget.Fit("baseline", "baseline", q.baseline.epochs, math.ceil(570 / b), b, 500 / 3)
+    assert fits["pretext"] == budget.Fit("pretext", "pretext", q.pretext.epochs, math.ceil(8777 / b), 4 * b,
+                                         4 * 975 / 3)
     assert fits["finetune_all"].step_samples == pytest.approx(b / 3)  # the whole backbone frozen: forward only
     assert fits["finetune_1"].step_samples == b and fits["finetune_1"].key == "finetune"
     fixmatch = fits["fixmatch"]
-    assert (fixmatch.key, fixmatch.epochs, fixmatch.steps) == ("fixmatch.train", 12, math.ceil(9752 / (7 * b)))
+    assert (fixmatch.key, fixmatch.epochs, fixmatch.steps) == ("fixmatch.train", q.fixmatch.train.epochs,
+                                                               math.ceil(9752 / (7 * b)))
     assert fixmatch.step_samples == pytest.approx(b + 7 * b + 7 * b / 3)
     assert fixmatch.epoch_samples == pytest.approx(500 / 3 + 50 * b / 3)
     assert fits["evaluate"] == budget.Fit("evaluate", None, 1, 0, 0, 1000 * 4 / 3)  # 4 classifiers
-    assert fits["pretext"].samples == 12 * (138 * 256 + 1300)
+    assert fits["pretext"].samples == q.pretext.epochs * (138 * 256 + 1300)
 
 
 def test_fits_of_every_method_and_only_the_stages_asked():
@@ -111,7 +114,8 @@ def test_overrides_and_duration():
     assert budget.overrides({"pretext": 3, "fixmatch.train": 8}) == {"pretext": {"epochs": 3},
                                                                     "fixmatch": {"train": {"epochs": 8}}}
     cfg = config_lib.override(presets.quick(), budget.overrides({"pretext": 3, "fixmatch.train": 8}))
-    assert (cfg.pretext.epochs, cfg.fixmatch.train.epochs, cfg.baseline.epochs) == (3, 8, 60)
+    assert (cfg.pretext.epochs, cfg.fixmatch.train.epochs) == (3, 8)
+    assert cfg.baseline.epochs == presets.quick().baseline.epochs
     assert [budget.duration(s) for s in (4.4, 89, 90, 599, 600, 3000)] == \
         ["4 s", "89 s", "1.5 min", "10.0 min", "10 min", "50 min"]
 
