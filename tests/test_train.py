@@ -313,3 +313,27 @@ def test_probe_rate_times_the_rotation_step():
     rate = train.probe_rate(CFG, SIZE, batch_size=4, steps=3, warmup=1)
     assert 0 < rate < 1e7  # rotated samples a second
     assert 0 < train.probe_rate(CFG, SIZE, batch_size=4, steps=3, warmup=1, classes=3) < 1e7
+
+
+def test_validate_and_recalibration_traced_match_the_eager_call():
+    """`compiled_call` traces the model once; its validation scores and BatchNorm statistics are the eager call's."""
+    model = _model()
+    x, y = _pixels(20, seed=2), np.arange(20) % 3
+    val = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)  # a partial last batch: one more trace, no error
+    probs = np.asarray(model(x, training=False), np.float64)
+    expected = float((probs.argmax(1) == y).mean())
+    assert train.validate(model, val) == pytest.approx(
+        {"val_accuracy": expected, "val_loss": -np.log(probs[np.arange(20), y]).mean(), "val_photos": 20}, rel=1e-5)
+    assert train.compiled_call(model, training=False) is train.compiled_call(model, training=False)  # made once
+
+    eager, traced = _model(), _model()
+    traced.set_weights(eager.get_weights())
+    photos = tf.data.Dataset.from_tensor_slices(_pixels(24, seed=3) * 2 + 1).batch(8)  # other statistics
+    for batch in photos:
+        eager(batch, training=True)
+    train.recalibrate_batchnorm(traced, photos, steps=3)
+    assert eager.non_trainable_variables  # the BatchNorm layers' moving mean and variance
+    for t, e in zip(traced.non_trainable_variables, eager.non_trainable_variables, strict=True):
+        np.testing.assert_allclose(np.asarray(t), np.asarray(e), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(np.asarray(traced.non_trainable_variables[0]),
+                           np.asarray(_model().non_trainable_variables[0]))  # they moved
