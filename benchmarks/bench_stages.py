@@ -136,10 +136,9 @@ def steps_table(args) -> list[str]:
     for name, model, ds, samples, epoch_steps in stage_models(run, cfg):
         it = iter(ds)
         start = time.perf_counter()
-        batch = None
-        for _ in range(epoch_steps):  # one epoch: decodes and caches every photo
-            x = next(it)
-            batch = x if batch is None else batch  # the first: a full batch (an epoch's last may be partial)
+        batch = next(it)  # the first: a full batch (an epoch's last may be partial)
+        for _ in range(epoch_steps - 1):  # the rest of one epoch: decodes and caches every photo
+            next(it)
         decode = time.perf_counter() - start
         start = time.perf_counter()
         for _ in range(args.steps):

@@ -20,9 +20,10 @@ def quick() -> Config:
     `python -m ssl_keras.run --preset quick --data-dir ../shared/data/dogs`
 
     Its epochs are those `--budget 13` resolves on a 2-core CPU whose float32 matmul reaches 50 GFLOP/s (the
-    slowest seen), from the 64 px `quick`'s proportions (60/12/60/12 epochs) at 32 px: 32 px kept the most gain of the workloads tried in that
-    time (BENCHMARKS.md §6). Time: the stages took 136 to 150 s a seed on the 2-core Intel Xeon (float32 matmul 270
-    to 300 GFLOP/s in the same runs), 13.1 to 15.0 minutes projected on the 50 GFLOP/s CPU (not measured there).
+    slowest seen), from the 64 px `quick`'s proportions (60/12/60/12 epochs) at 32 px: 32 px kept the most gain
+    of the workloads tried in that time (BENCHMARKS.md §6). Time: the stages took 136 to 150 s a seed on the
+    2-core Intel Xeon (float32 matmul 270 to 300 GFLOP/s in the same runs), 13.1 to 15.0 minutes projected on the
+    50 GFLOP/s CPU (not measured there).
     Result (`python benchmarks/results_table.py --preset quick --seeds 0 1 2 --name quick`, results/quick, 1000 test
     photos): baseline 26.9 +- 1.7 %, FixMatch (shipped in every seed) 29.7 +- 0.8 %: +2.8 points (+0.8 to +5.6).
     On a faster machine, `--budget MINUTES` trains more epochs in the same time.
