@@ -371,9 +371,10 @@ LAST_EPOCHS = 5
 
 def last_epochs_mean(history: dict[str, list[float]], n: int = LAST_EPOCHS) -> float | None:
     """The mean `val_accuracy` of the last `n` epochs: a score of a stage that, unlike the best epoch's,
-    is not the largest of many noisy values (what picks between classifiers)."""
+    is not the largest of many noisy values (what picks between classifiers). Rounded to 6 digits, so that
+    stages with equal scores tie exactly (float32 sums of different epochs differ in the last bits)."""
     values = history.get("val_accuracy", [])[-n:]
-    return float(np.mean(values)) if values else None
+    return round(float(np.mean(values)), 6) if values else None
 
 
 # Below this many validation photos a stage keeps its last epoch, not its best one: the 95 % interval of an

@@ -337,3 +337,12 @@ def test_validate_and_recalibration_traced_match_the_eager_call():
         np.testing.assert_allclose(np.asarray(t), np.asarray(e), rtol=1e-5, atol=1e-6)
     assert not np.allclose(np.asarray(traced.non_trainable_variables[0]),
                            np.asarray(_model().non_trainable_variables[0]))  # they moved
+
+
+def test_equal_last_epoch_scores_tie_exactly():
+    # Keras' float32 accuracies of different epochs average to values that differ in the last bits; the score
+    # that picks between classifiers must call them equal so the earlier classifier wins a tie.
+    f32 = lambda *xs: [float(np.float32(x)) for x in xs]  # noqa: E731
+    assert train.last_epochs_mean({"val_accuracy": f32(0.1, 0.2, 0.3, 0.15, 0.25)}) == \
+        train.last_epochs_mean({"val_accuracy": f32(0.2, 0.2, 0.2, 0.2, 0.2)}) == 0.2
+    assert train.last_epochs_mean({}) is None
