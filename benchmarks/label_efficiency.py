@@ -102,6 +102,12 @@ def run_cell(cfg, seed: int, n: int, run_dir: str, pretext_from: str | None) -> 
         return json.load(f)
 
 
+def _matmul(run_dir: str) -> list[float]:
+    """The float32 matmul rates (GFLOP/s) a cell's run measured at its start and end (its speed.json)."""
+    path = os.path.join(run_dir, "speed.json")
+    return list(files.read_json(path)["matmul_gflops"].values()) if os.path.exists(path) else []
+
+
 def columns(cfg) -> list[tuple[str, str]]:
     """(report key, label) of the table's columns: the article's classifiers, the method's, the pick."""
     from ssl_keras import rundir
@@ -176,7 +182,9 @@ def report(results: dict, counts, seeds, cols, command: str, host: str, md_path:
     ] + [f"| {n} | {b:.1f} | {r:.1f} |" for n, (r, b) in ROTNET_CIFAR10.items()] + [
         "",
         f"Wall time: {sum(c.get('wall_s', 0) for c in results['cells'].values()) / 60:.0f} min for "
-        f"{len(results['cells'])} runs.",
+        f"{len(results['cells'])} runs" + (f", float32 matmul {min(rates):.0f}-{max(rates):.0f} GFLOP/s measured in "
+                                           "them." if (rates := [r for c in results["cells"].values()
+                                                                 for r in c.get("matmul_gflops", [])]) else "."),
         "",
         f"Command: `{command}`",
         f"Machine: {host}.",
@@ -247,7 +255,8 @@ def main(argv=None) -> int:
             rep = run_cell(cfg, seed, n, run_dir, None if run_dir == first else first)
             results["settings"].update(n_test=rep["counts"]["test"], n_val=rep["counts"]["val"])
             results["cells"][key] = {k: rep[k] for k, _ in cols if k in rep}
-            results["cells"][key].update(labels_per_class=n, wall_s=round(time.time() - t, 1))
+            results["cells"][key].update(labels_per_class=n, wall_s=round(time.time() - t, 1),
+                                         matmul_gflops=_matmul(run_dir))
             _save(json_path, results)
             print(f"  {key}: " + ", ".join(f"{k} {rep[k]['test_accuracy']:.3f}" for k, _ in cols if k in rep),
                   flush=True)

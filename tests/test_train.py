@@ -33,6 +33,12 @@ def _six_photos_pick_the_best_epoch(monkeypatch):
     monkeypatch.setattr(train, "SMALL_VALIDATION", 1)
 
 
+@pytest.fixture(autouse=True)
+def _commit_every_epoch(monkeypatch):
+    """The kill tests below die at a chosen epoch's commit: commit after every epoch (a test below sets it back)."""
+    monkeypatch.setattr(train, "COMMIT_SECONDS", 0.0)
+
+
 @pytest.fixture
 def datasets():
     x, y = _pixels(8 * STEPS), np.arange(8 * STEPS) % 3
@@ -214,6 +220,34 @@ def test_killed_before_a_new_best_is_saved_saves_it_on_resume(tmp_path, datasets
     _kill_at_epoch(monkeypatch, train.Checkpointer, "_save_best", 0, stage_dir, datasets)
     assert not os.path.exists(os.path.join(stage_dir, "best.keras"))  # epoch 0 is committed, best.keras missing
     _resume_and_check(stage_dir, datasets)
+
+
+def test_the_state_is_committed_after_the_last_epoch_and_every_commit_seconds(tmp_path, datasets, monkeypatch):
+    monkeypatch.setattr(train, "COMMIT_SECONDS", 3600.0)
+    written = []
+    original = files.commit
+    monkeypatch.setattr(files, "commit", lambda path, write: (written.append(os.path.basename(path)),
+                                                               original(path, write)))
+    train_ds, val_ds = datasets
+    stage_dir = str(tmp_path / "stage")
+    hist = train.fit(_model(), train_ds, val_ds, StageConfig(epochs=4), stage_dir, steps_per_epoch=STEPS, verbose=0)
+    best = train.best_epoch(hist)
+    # One commit, after the last epoch: its weights, the best epoch's (held in memory), best.keras, final.keras.
+    assert [w for w in written if w.endswith((".h5", ".keras"))] == [
+        "epoch-4.weights.h5", f"best-{best + 1}.weights.h5", "best.keras", "final.keras"]
+    assert len(_history(stage_dir)["epoch"]) == 4
+
+
+def test_killed_after_a_late_commit_saves_the_earlier_best_on_resume(tmp_path, datasets, monkeypatch):
+    # Committed once, after epoch 4; killed before best.keras: the backup's copy of the best epoch makes it.
+    monkeypatch.setattr(train, "COMMIT_SECONDS", 3600.0)
+    stage_dir = str(tmp_path / "stage")
+    _kill_at_epoch(monkeypatch, train.Checkpointer, "_save_best", 3, stage_dir, datasets)
+    assert not os.path.exists(os.path.join(stage_dir, "best.keras"))
+    state = json.loads(open(os.path.join(stage_dir, "backup", "state.json")).read())
+    assert state["epoch"] == 4 and state["best_weights"] == f"best-{state['best']['epoch'] + 1}.weights.h5"
+    model, _ = _resume_and_check(stage_dir, datasets)
+    assert int(model.optimizer.iterations) == 4 * STEPS  # restored, not trained again
 
 
 def test_killed_between_final_model_and_done_does_not_train_again(tmp_path, datasets, monkeypatch):
