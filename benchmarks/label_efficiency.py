@@ -149,6 +149,7 @@ def report(results: dict, counts, seeds, cols, command: str, host: str, md_path:
 
     s = results["settings"]
     table = summarise(results, counts, seeds, cols)
+    rates = [r for c in results["cells"].values() for r in c.get("matmul_gflops", [])]
 
     def cell(v):
         return "-" if v is None else f"{100 * v[0]:.1f} ± {100 * v[1]:.1f}"
@@ -183,8 +184,7 @@ def report(results: dict, counts, seeds, cols, command: str, host: str, md_path:
         "",
         f"Wall time: {sum(c.get('wall_s', 0) for c in results['cells'].values()) / 60:.0f} min for "
         f"{len(results['cells'])} runs" + (f", float32 matmul {min(rates):.0f}-{max(rates):.0f} GFLOP/s measured in "
-                                           "them." if (rates := [r for c in results["cells"].values()
-                                                                 for r in c.get("matmul_gflops", [])]) else "."),
+                                           "them." if rates else "."),
         "",
         f"Command: `{command}`",
         f"Machine: {host}.",

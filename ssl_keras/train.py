@@ -8,8 +8,8 @@ the weights (with the optimizer) and, if a new best epoch came since the last co
 that epoch's weights (kept in memory until then), then `backup/state.json` (epoch,
 history, best), then `best.keras` — each committed by `ssl_keras.files` (a temporary
 file, fsync, rename), so a run killed at any instant resumes from its last committed
-epoch, at most `COMMIT_SECONDS` of training lost, with no duplicate history rows and no
-half-written file. `history.csv` is rewritten every epoch (and from the state on resume).
+epoch, losing at most the epochs of the last `COMMIT_SECONDS` and the one in progress,
+with no duplicate history rows and no half-written file. `history.csv` is rewritten every epoch (and from the state on resume).
 """
 
 from __future__ import annotations
