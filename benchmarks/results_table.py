@@ -30,7 +30,7 @@ from ssl_keras import run as cli
 
 # Plots that show a photo (prediction.png, pretext/rotations.png) stay in the run directory: the photos are
 # ImageNet's and are not committed.
-KEEP = ("report.json", "config.json", "split.json")
+KEEP = ("report.json", "config.json", "split.json", "speed.json")
 STAGE_KEEP = ("history.csv", "curves.png", "stage.json", "test_metrics.json", "pseudo_labels.json")
 STAGES = tuple(s for s in experiment.STAGES if s != "export")
 

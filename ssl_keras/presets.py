@@ -15,17 +15,19 @@ from ssl_keras.methods.self_training import SelfTrainingConfig
 
 
 def quick() -> Config:
-    """The first command: every stage in 13 to 15 minutes on a slow 2-core CPU (projected), export aside, at 32 px.
+    """The first command: every stage in 11 to 14 minutes on a slow 2-core CPU (projected), export aside, at 32 px.
 
     `python -m ssl_keras.run --preset quick --data-dir ../shared/data/dogs`
 
     Its epochs are those `--budget 13` resolves on a 2-core CPU whose float32 matmul reaches 50 GFLOP/s (the
     slowest seen), from the 64 px `quick`'s proportions (60/12/60/12 epochs) at 32 px: 32 px kept the most gain
-    of the workloads tried in that time (BENCHMARKS.md §6). Time: the stages took 136 to 150 s a seed on the
-    2-core Intel Xeon (float32 matmul 270 to 300 GFLOP/s in the same runs), 13.1 to 15.0 minutes projected on the
-    50 GFLOP/s CPU (not measured there).
+    of the workloads tried in that time (BENCHMARKS.md §6). Time (commit a418b6c, `results/quick`): the stages took
+    94 s a seed on the 2-core Intel Xeon (float32 matmul 287 to 315 GFLOP/s in the same runs), 9.0 to 9.9 minutes
+    projected on the 50 GFLOP/s CPU, plus the run's start (imports and the photo scan, about 15 s here) and the
+    export (not measured there).
     Result (`python benchmarks/results_table.py --preset quick --seeds 0 1 2 --name quick`, results/quick, 1000 test
-    photos): baseline 26.9 +- 1.7 %, FixMatch (shipped in every seed) 29.7 +- 0.8 %: +2.8 points (+0.8 to +5.6).
+    photos): baseline 26.5 +- 0.3 %, FixMatch (shipped in every seed) 29.3 +- 1.2 %: +2.8 points (+1.1 to +3.8).
+    The same command again (`--name quick-now`, results/quick-now): +4.8 (+3.4 to +7.5): runs are not repeatable.
     On a faster machine, `--budget MINUTES` trains more epochs in the same time.
     """
     return Config(
