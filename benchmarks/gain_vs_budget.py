@@ -212,8 +212,9 @@ def main(argv=None) -> int:
 
     quiet.import_tensorflow()
     rows_by_case = {}
-    for name, budget, values in cases(args):
-        rows_by_case[name] = [run_case(args, name, budget, values, seed) for seed in args.seeds]
+    for seed in args.seeds:  # the cases side by side, seed by seed: the machine's load drifts alike for all
+        for name, budget, values in cases(args):
+            rows_by_case.setdefault(name, []).append(run_case(args, name, budget, values, seed))
     lines = table(args, rows_by_case)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "table.md"), "w") as f:

@@ -13,13 +13,15 @@ the backbone and are not counted. A machine's throughput is samples/s.
 **What a fit costs.** Each fit of a run (one stage directory) costs, each epoch,
 `steps x step_samples + epoch_samples`, with B the batch size, L, V, T the labelled,
 validation and test photos, U and U_val the rotation task's unlabelled train and
-validation photos, P the whole unlabelled pool, R = 50 batches of BatchNorm re-estimation, and
-a = (`data.pretext_image_size` / `data.image_size`)^2 (a photo's cost goes with its pixels):
+validation photos, P the whole unlabelled pool, R = 50 batches of BatchNorm re-estimation,
+a = (`data.pretext_image_size` / `data.image_size`)^2 (a photo's cost goes with its pixels) and
+Bp the rotation task's batch (`data.pretext_batch_size`). A stage that validates only some epochs
+(`StageConfig.validate_every`) costs its V / 3 times the share it validates:
 
 | fit | steps an epoch | samples a step | samples each epoch besides |
 |---|---|---|---|
 | `baseline`, `finetune_<freeze>` | L / B | B (B / 3 with the whole backbone frozen) | V / 3 |
-| `pretext` | U / B | 4 B a | 4 a U_val / 3 |
+| `pretext` | U / Bp | 4 Bp a | 4 a U_val / 3 |
 | `rotation_aux`, `rotation_aux_scratch` | L / B | B + 4 (B + Bu) | V / 3 + R B / 3 |
 | `self_training/round<r>` | (L + P') / B | B, or 5 B with the rotation loss | V / 3 (+ R B / 3) |
 | `fixmatch` | P / (ratio B) | B + ratio B (strong) + ratio B / 3 (weak) | V / 3 + R B / 3 |
@@ -102,6 +104,13 @@ def sizes(split: dict) -> dict[str, int]:
             "classes": len(split["classes"])}
 
 
+def validated_share(stage) -> float:
+    """The share of a fit's epochs that it validates (`StageConfig.validate_every`), at its configured epochs."""
+    from ssl_keras.config_base import validated
+
+    return sum(validated(stage, e) for e in range(stage.epochs)) / stage.epochs
+
+
 def fits(cfg, counts: dict[str, int], stages=PLAN_STAGES) -> list[Fit]:
     """The fits of `stages` (names of `experiment.PIPELINE`) of a run of `cfg` on a split of `counts`.
 
@@ -115,23 +124,25 @@ def fits(cfg, counts: dict[str, int], stages=PLAN_STAGES) -> list[Fit]:
     """
     from ssl_keras.rundir import classifiers
 
-    b, n_val = cfg.data.batch_size, counts["val"]
+    b, pb, n_val = cfg.data.batch_size, cfg.data.pretext_batch, counts["val"]
     pool = counts["unlabelled"] + counts["unlabelled_val"]
     val, recal = FORWARD * n_val, FORWARD * RECALIBRATION_STEPS * b
     labelled_steps = math.ceil(counts["labelled"] / b)
     table = classifiers(cfg)
     out = []
     if "baseline" in stages:
-        out.append(Fit("baseline", "baseline", cfg.baseline.epochs, labelled_steps, b, val))
+        out.append(Fit("baseline", "baseline", cfg.baseline.epochs, labelled_steps, b,
+                       val * validated_share(cfg.baseline)))
     if "pretext" in stages:
         area = (cfg.data.pretext_size / cfg.data.image_size) ** 2  # a photo's cost goes with its pixels
-        out.append(Fit("pretext", "pretext", cfg.pretext.epochs, math.ceil(counts["unlabelled"] / b), 4 * b * area,
-                       FORWARD * 4 * counts["unlabelled_val"] * area))
+        out.append(Fit("pretext", "pretext", cfg.pretext.epochs, math.ceil(counts["unlabelled"] / pb),
+                       4 * pb * area, FORWARD * 4 * counts["unlabelled_val"] * area * validated_share(cfg.pretext)))
     if "finetune" in stages:
         for c in table:
             if c.method == "pretrain" and c.freeze is not None:
                 out.append(Fit(c.dir, "finetune", cfg.finetune.epochs, labelled_steps,
-                               FORWARD * b if c.freeze == "all" else b, val, frozen=c.freeze == "all"))
+                               FORWARD * b if c.freeze == "all" else b, val * validated_share(cfg.finetune),
+                               frozen=c.freeze == "all"))
     if "methods" in stages:
         for c in table:
             if c.method == "rotation_aux":

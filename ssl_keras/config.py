@@ -45,11 +45,17 @@ class DataConfig:
     image_size: int = 64
     pretext_image_size: int = 0  # the rotation task's photo size; 0: image_size (the backbone's weights fit both)
     batch_size: int = 64
+    pretext_batch_size: int = 0  # unlabelled photos a step of the rotation task (x4 samples); 0: batch_size
 
     @property
     def pretext_size(self) -> int:
         """The rotation task's photo size in pixels."""
         return self.pretext_image_size or self.image_size
+
+    @property
+    def pretext_batch(self) -> int:
+        """The rotation task's photos a step (each makes 4 samples)."""
+        return self.pretext_batch_size or self.batch_size
 
     def __post_init__(self):
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -75,6 +81,8 @@ class DataConfig:
         _check(self.pretext_image_size == 0 or 16 <= self.pretext_image_size <= 512,
                f"`pretext_image_size` must be 0 (image_size) or in [16, 512]. Received: {self.pretext_image_size}")
         _check(self.batch_size >= 1, f"`batch_size` must be >= 1. Received: {self.batch_size}")
+        _check(self.pretext_batch_size >= 0,
+               f"`pretext_batch_size` must be 0 (batch_size) or >= 1. Received: {self.pretext_batch_size}")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,13 @@ from dataclasses import dataclass
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 STUDENT_INITS = ("scratch", "pretext", "teacher")  # where a method's classifier starts
+SCHEDULES = ("cosine", "onecycle")
+LAST_VALIDATED = 5  # a stage's last epochs, always validated: their mean validation accuracy is its score
+
+
+def validated(stage, epoch: int) -> bool:
+    """Whether a fit of `stage` (a `StageConfig`) validates after its 0-based `epoch`."""
+    return (epoch + 1) % stage.validate_every == 0 or epoch >= stage.epochs - LAST_VALIDATED
 
 
 def check(cond, msg):
@@ -21,12 +28,20 @@ def check(cond, msg):
 
 @dataclass(frozen=True)
 class StageConfig:
-    """How one training stage fits: epochs, optimiser, early stopping, augmentation."""
+    """How one training stage fits: epochs, optimiser, early stopping, validation, augmentation.
+
+    `schedule`: the learning rate over the stage's steps. "cosine" decays it from `learning_rate` to 0;
+    "onecycle" (Smith & Topin 2019) rises from `learning_rate` / 25 to `learning_rate` over the first 30 % of the
+    steps, then decays to 0 on a cosine. `validate_every`: validate (and so consider keeping) every k-th epoch,
+    and always each of the last `LAST_VALIDATED` epochs, whose mean is the stage's score.
+    """
 
     epochs: int = 30
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
+    schedule: str = "cosine"
     patience: int = 0  # 0: no early stopping
+    validate_every: int = 1
     augment: bool = True
     flip: bool = True
     translate: float = 0.1
@@ -36,7 +51,9 @@ class StageConfig:
         check(self.epochs >= 1, f"`epochs` must be >= 1. Received: {self.epochs}")
         check(self.learning_rate > 0, f"`learning_rate` must be > 0. Received: {self.learning_rate}")
         check(self.weight_decay >= 0, f"`weight_decay` must be >= 0. Received: {self.weight_decay}")
+        check(self.schedule in SCHEDULES, f"`schedule` must be one of {SCHEDULES}. Received: {self.schedule!r}")
         check(self.patience >= 0, f"`patience` must be >= 0. Received: {self.patience}")
+        check(self.validate_every >= 1, f"`validate_every` must be >= 1. Received: {self.validate_every}")
         check(0.0 <= self.translate < 1.0, f"`translate` must be in [0, 1). Received: {self.translate}")
         check(0.0 <= self.zoom < 1.0, f"`zoom` must be in [0, 1). Received: {self.zoom}")
 

@@ -51,9 +51,10 @@ def pretext_stage(run: Run) -> dict:
     d = cfg.data
     keys, val_keys = run.split["unlabelled"], run.split["unlabelled_val"]
     # Under mirrored / multi-worker the strategy places the batches on its devices itself.
-    train_ds = data.pretext_dataset(run.source, keys, d.pretext_size, d.batch_size, training=True, stage=cfg.pretext,
-                                    seed=cfg.seed, device=_accelerator() if cfg.strategy == "default" else None)
-    val_ds = data.pretext_dataset(run.source, val_keys, d.pretext_size, d.batch_size)
+    train_ds = data.pretext_dataset(run.source, keys, d.pretext_size, d.pretext_batch, training=True,
+                                    stage=cfg.pretext, seed=cfg.seed,
+                                    device=_accelerator() if cfg.strategy == "default" else None)
+    val_ds = data.pretext_dataset(run.source, val_keys, d.pretext_size, d.pretext_batch)
     os.makedirs(run.path("pretext"), exist_ok=True)
     example, labels = next(iter(val_ds))
     b = example.shape[0] // 4
@@ -64,12 +65,13 @@ def pretext_stage(run: Run) -> dict:
     with strategy.scope():
         model = models.build_rotation_model(cfg.model, d.pretext_size)
         hist = train.fit(model, train_ds.repeat(), val_ds, cfg.pretext, run.path("pretext"),
-                         steps_per_epoch=math.ceil(len(keys) / d.batch_size), resume=run.resume,
+                         steps_per_epoch=math.ceil(len(keys) / d.pretext_batch), resume=run.resume,
                          verbose=run.verbose, log=run.log, clock=run.clock)
     best = train.best_epoch(hist)
     plots.history(hist, "pretext (rotation)", run.path("pretext", "curves.png"), best_epoch=best)
     return run.finish_stage("pretext", start, epochs=len(hist.get("loss", [])),
-                            best_val_accuracy=max(hist.get("val_accuracy", [0.0])), best_epoch=best,
+                            best_val_accuracy=hist["val_accuracy"][best] if best is not None else 0.0,
+                            best_epoch=best,
                             val_accuracy_last=train.last_epochs_mean(hist), samples_per_epoch=4 * len(keys))
 
 
@@ -306,11 +308,11 @@ def _start_clock(run: Run, stages) -> dict | None:
     keras.utils.set_random_seed(run.cfg.seed)  # the model built here leaves the run's random draws as they were
     if not run.cfg.budget_minutes:
         return None
-    rate = train.probe_rate(run.cfg.model, d.image_size, d.batch_size)
+    rate = train.probe_rate(run.cfg.model, d.image_size, d.pretext_batch)
     labelled = train.probe_rate(run.cfg.model, d.image_size, d.batch_size, classes=sizes["classes"])
     keras.utils.set_random_seed(run.cfg.seed)  # the probes' models leave the run's random draws as they were
     run.clock.rate, run.clock.rate_from = rate, "probe"
-    run.clock.probes = {4 * d.batch_size: rate, d.batch_size: labelled}
+    run.clock.probes = {4 * d.pretext_batch: rate, d.batch_size: labelled}
     return {"budget_minutes": run.cfg.budget_minutes, "probe_samples_per_s": round(rate, 1),
             "probe_classifier_samples_per_s": round(labelled, 1), "sizes": sizes,
             "config_epochs": {f.key: f.epochs for f in fits if f.key}, "plans": []}

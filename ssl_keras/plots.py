@@ -24,8 +24,8 @@ def history(hist: dict, title: str, path: str, best_epoch: int | None = None):
         train_key = "breed_loss" if metric == "loss" and "breed_loss" in hist else metric
         epochs = range(1, len(hist.get(train_key, [])) + 1)
         ax.plot(epochs, hist.get(train_key, []), "o-", label="train" if train_key == metric else "train (breed loss)")
-        ax.plot(range(1, len(hist.get(f"val_{metric}", [])) + 1), hist.get(f"val_{metric}", []), "s-",
-                label="validation")
+        val = [(i + 1, v) for i, v in enumerate(hist.get(f"val_{metric}", [])) if v == v]  # NaN: not validated
+        ax.plot([e for e, _ in val], [v for _, v in val], "s-", label="validation")
         if best_epoch is not None:
             ax.axvline(best_epoch + 1, color="#555555", linestyle="--", linewidth=1,
                        label=f"kept checkpoint (epoch {best_epoch + 1})")

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 
 from ssl_keras import files, models
+from ssl_keras.config_base import LAST_VALIDATED, validated
 
 STATE = "state.json"
 # Seconds between commits of the resume state. A commit (two weights files and `best.keras`) costs about a
@@ -74,12 +75,15 @@ class Checkpointer(keras.callbacks.Callback):
         resume: restore the committed state of an earlier, interrupted fit.
         before_validation: called with `keep` after each epoch, before it is validated and saved
             (e.g. `recalibrate_batchnorm`).
+        validate_when: `(epoch) -> bool`, whether to validate after that 0-based epoch (default: always).
+            An epoch not validated has NaN validation columns and is never kept as the best.
     """
 
-    def __init__(self, stage_dir, keep, val_ds, patience=0, resume=False, log=print, before_validation=None):
+    def __init__(self, stage_dir, keep, val_ds, patience=0, resume=False, log=print, before_validation=None,
+                 validate_when=None):
         super().__init__()
         self.dir, self.keep, self.val_ds, self.patience, self.log = stage_dir, keep, val_ds, patience, log
-        self.before_validation = before_validation
+        self.before_validation, self.validate_when = before_validation, validate_when
         self.backup = os.path.join(stage_dir, "backup")
         self.history: dict[str, list[float]] = {}
         self.best = {"epoch": -1, "val_accuracy": float("-inf")}
@@ -170,10 +174,11 @@ class Checkpointer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         start = time.perf_counter()
-        if self.before_validation is not None:
+        checking = self.validate_when is None or self.validate_when(epoch)
+        if checking and self.before_validation is not None:
             self.before_validation(self.keep)
         validating = time.perf_counter()
-        logs.update(validate(self.keep, self.val_ds))
+        logs.update(validate(self.keep, self.val_ds) if checking else dict.fromkeys(VAL_KEYS, math.nan))
         saving = time.perf_counter()
         self.spent["batchnorm"] += validating - start
         self.spent["validation"] += saving - validating
@@ -183,8 +188,8 @@ class Checkpointer(keras.callbacks.Callback):
         row = {"epoch": float(epoch), **{k: float(v) for k, v in logs.items() if np.ndim(v) == 0}}
         for k, v in row.items():
             self.history.setdefault(k, []).append(v)
-        improved = (row.get("val_accuracy", float("-inf")) > self.best["val_accuracy"]
-                    or row.get("val_photos", SMALL_VALIDATION) < SMALL_VALIDATION)  # few photos: keep the last
+        improved = checking and (row.get("val_accuracy", float("-inf")) > self.best["val_accuracy"]
+                                 or row.get("val_photos", SMALL_VALIDATION) < SMALL_VALIDATION)  # few: the last
         if improved:
             self.best = {"epoch": epoch, "val_accuracy": row["val_accuracy"]}
             self.best_weights = self.keep.get_weights()
@@ -307,6 +312,9 @@ def recalibrate_batchnorm(model, batches, steps: int = 50) -> None:
         forward(x[0] if isinstance(x, tuple) else x)
 
 
+VAL_KEYS = ("val_accuracy", "val_loss", "val_photos")
+
+
 def validate(model, dataset) -> dict[str, float]:
     """`val_accuracy` and `val_loss` (cross-entropy) of a classifier on batches of (pixels, class index)."""
     forward = compiled_call(model, training=False)
@@ -341,8 +349,15 @@ def compiled_call(model, training: bool):
 
 def compile_model(model, stage, steps_per_epoch: int, loss="sparse_categorical_crossentropy", loss_weights=None,
                   metrics=("accuracy",)) -> None:
-    """AdamW with a cosine-decayed learning rate over the stage; `loss` and `metrics` as Keras takes them."""
-    schedule = keras.optimizers.schedules.CosineDecay(stage.learning_rate, max(1, stage.epochs * steps_per_epoch))
+    """AdamW with the stage's learning-rate schedule (`StageConfig.schedule`); `loss` and `metrics` as Keras takes
+    them."""
+    steps = max(1, stage.epochs * steps_per_epoch)
+    if stage.schedule == "onecycle":
+        warmup = max(1, round(0.3 * steps))
+        schedule = keras.optimizers.schedules.CosineDecay(stage.learning_rate / 25, max(1, steps - warmup),
+                                                          warmup_target=stage.learning_rate, warmup_steps=warmup)
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(stage.learning_rate, steps)
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=stage.weight_decay), loss=loss,
                   loss_weights=loss_weights, metrics=list(metrics) if isinstance(metrics, tuple) else metrics)
 
@@ -373,7 +388,8 @@ def fit(model, train_ds, val_ds, stage, stage_dir: str, *, steps_per_epoch: int,
     os.makedirs(stage_dir, exist_ok=True)
     keep = model if keep is None else keep
     compile_model(model, stage, steps_per_epoch, loss, loss_weights, metrics)
-    checkpointer = Checkpointer(stage_dir, keep, val_ds, stage.patience, resume, log, before_validation)
+    checkpointer = Checkpointer(stage_dir, keep, val_ds, stage.patience, resume, log, before_validation,
+                                validate_when=lambda epoch: validated(stage, epoch))
     checkpointer.set_model(model)
     done = checkpointer.restore() if resume else 0
     if not checkpointer.done and done < stage.epochs:
@@ -390,14 +406,11 @@ def fit(model, train_ds, val_ds, stage, stage_dir: str, *, steps_per_epoch: int,
     return checkpointer.history
 
 
-LAST_EPOCHS = 5
-
-
-def last_epochs_mean(history: dict[str, list[float]], n: int = LAST_EPOCHS) -> float | None:
-    """The mean `val_accuracy` of the last `n` epochs: a score of a stage that, unlike the best epoch's,
+def last_epochs_mean(history: dict[str, list[float]], n: int = LAST_VALIDATED) -> float | None:
+    """The mean `val_accuracy` of the last `n` validated epochs: a score of a stage that, unlike the best epoch's,
     is not the largest of many noisy values (what picks between classifiers). Rounded to 6 digits, so that
     stages with equal scores tie exactly (float32 sums of different epochs differ in the last bits)."""
-    values = history.get("val_accuracy", [])[-n:]
+    values = [v for v in history.get("val_accuracy", []) if not math.isnan(v)][-n:]
     return round(float(np.mean(values)), 6) if values else None
 
 
@@ -413,4 +426,4 @@ def best_epoch(history: dict[str, list[float]]) -> int | None:
     values = history.get("val_accuracy", [])
     if values and history.get("val_photos", [SMALL_VALIDATION])[-1] < SMALL_VALIDATION:
         return len(values) - 1
-    return int(np.argmax(values)) if values and not all(math.isnan(v) for v in values) else None
+    return int(np.nanargmax(values)) if values and not all(math.isnan(v) for v in values) else None

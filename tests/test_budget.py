@@ -214,3 +214,13 @@ def test_clock_keeps_started_fits_when_replanned():
     clock.start("a", 10, 10)
     clock.set_fits([budget.Fit("a", "a", 3, 10, 10.0, 0.0), budget.Fit("b", "b", 3, 10, 10.0, 0.0)])
     assert clock.fits["a"].epochs == 10 and clock.fits["b"].epochs == 3
+
+
+def test_fits_with_a_pretext_batch_and_validation_every_third_epoch():
+    cfg = config_lib.override(presets.quick(), {"data": {"pretext_batch_size": 128},
+                                                "baseline": {"epochs": 20, "validate_every": 3}})
+    fits = {f.name: f for f in _fits(cfg)}
+    assert (fits["pretext"].steps, fits["pretext"].step_samples) == (math.ceil(8777 / 128), 4 * 128)
+    # epochs 3, 6, 9, 12, 15 (1-based) and the last 5 (16-20): 10 of 20 validated
+    assert fits["baseline"].epoch_samples == pytest.approx(500 / 3 * 10 / 20)
+    assert fits["finetune_1"].epoch_samples == pytest.approx(500 / 3)  # validate_every 1: every epoch

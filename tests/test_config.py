@@ -178,3 +178,16 @@ def test_the_config_and_the_command_line_import_no_tensorflow():
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"baseline": {"validate_every": 0}}, "`validate_every` must be >= 1. Received: 0"),
+        ({"pretext": {"schedule": "linear"}}, "`schedule` must be one of \\('cosine', 'onecycle'\\). Received: 'linear'"),
+        ({"data": {"pretext_batch_size": -1}}, "`pretext_batch_size` must be 0 \\(batch_size\\) or >= 1. Received: -1"),
+    ],
+)
+def test_stage_schedule_validation_and_pretext_batch_are_checked(values, message):
+    with pytest.raises(ValueError, match=message):
+        config_lib.override(presets.tiny(), values)

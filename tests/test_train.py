@@ -380,3 +380,34 @@ def test_equal_last_epoch_scores_tie_exactly():
     assert train.last_epochs_mean({"val_accuracy": f32(0.1, 0.2, 0.3, 0.15, 0.25)}) == \
         train.last_epochs_mean({"val_accuracy": f32(0.2, 0.2, 0.2, 0.2, 0.2)}) == 0.2
     assert train.last_epochs_mean({}) is None
+
+
+def test_validate_every_third_epoch_and_always_the_last_five(tmp_path, datasets):
+    from ssl_keras.config_base import validated
+
+    stage = StageConfig(epochs=10, validate_every=3)
+    assert [e for e in range(10) if validated(stage, e)] == [2, 5, 6, 7, 8, 9]
+    train_ds, val_ds = datasets
+    stage_dir = str(tmp_path / "baseline")
+    hist = train.fit(_model(), train_ds.repeat(), val_ds, stage, stage_dir, steps_per_epoch=STEPS, verbose=0)
+    checked = [not np.isnan(v) for v in hist["val_accuracy"]]
+    assert checked == [validated(stage, e) for e in range(10)]
+    written = train.read_history(os.path.join(stage_dir, "history.csv"))
+    assert set(written) == set(hist)
+    for key in hist:
+        np.testing.assert_allclose(written[key], hist[key], rtol=1e-12)  # NaN where not validated, as NaN
+    best = train.best_epoch(hist)
+    assert checked[best] and hist["val_accuracy"][best] == np.nanmax(hist["val_accuracy"])
+    assert json.load(open(os.path.join(stage_dir, "best.json")))["epoch"] == best
+    assert train.last_epochs_mean(hist) == round(float(np.mean(hist["val_accuracy"][-5:])), 6)
+
+
+def test_one_cycle_rises_for_the_first_30_percent_then_decays_to_zero():
+    model = _model()
+    train.compile_model(model, StageConfig(epochs=10, learning_rate=1e-3, schedule="onecycle"), 10)
+    at = {step: float(model.optimizer._learning_rate(step)) for step in (0, 15, 30, 65, 100)}
+    assert at[0] == pytest.approx(1e-3 / 25) and at[30] == pytest.approx(1e-3)
+    assert at[0] < at[15] < at[30] > at[65] > at[100] and at[100] == pytest.approx(0.0, abs=1e-9)
+    cosine = _model()
+    train.compile_model(cosine, StageConfig(epochs=10, learning_rate=1e-3), 10)
+    assert float(cosine.optimizer._learning_rate(0)) == pytest.approx(1e-3)
