@@ -6,7 +6,7 @@
 
 Each seed is the run `python -m ssl_keras.run --preset P --seed S --data-dir D --run-dir models/results-NAME/seedS
 --resume [--method M] [--set ...]` makes, every stage but the export, made in-process by `ssl_keras.experiment`
-with the config `ssl_keras.run.resolve` makes of those flags. A finished seed is read back, an interrupted one resumes. NAME is the preset
+with the config `ssl_keras.run.resolve` makes of those flags. A finished seed is read back, an interrupted one resumes; a seed made with another config stops the command. NAME is the preset
 unless `--name` says otherwise. Writes, under `results/NAME/`: table.md (each classifier's test accuracy, its gap
 to the baseline, the classifier picked by validation accuracy, with the command and the machine), comparison.png,
 and per seed the run's report.json, config.json, split.json, and each stage's history.csv, curves.png and
@@ -66,6 +66,10 @@ def run_seed(args, seed: int, name: str, started: float | None = None) -> str:
 
     cfg = config_for(args, seed)
     run_dir = os.path.join(args.models, f"results-{name}", f"seed{seed}")
+    saved = os.path.join(run_dir, "config.json")
+    if os.path.exists(saved) and rundir.read_json(saved) != config_lib.to_dict(cfg):
+        raise SystemExit(f"{run_dir} was made with another config than this command resolves (the preset or the "
+                         f"code changed since?). Remove {run_dir} to make it again, or pass another --name.")
     if not os.path.exists(os.path.join(run_dir, "report.json")):
         experiment.prepare(cfg)
         run = rundir.Run(cfg, run_dir, resume=True, verbose=2, log=lambda *a: print(*a, flush=True), started=started)

@@ -178,14 +178,16 @@ class Checkpointer(keras.callbacks.Callback):
         if checking and self.before_validation is not None:
             self.before_validation(self.keep)
         validating = time.perf_counter()
-        logs.update(validate(self.keep, self.val_ds) if checking else dict.fromkeys(VAL_KEYS, math.nan))
+        val = validate(self.keep, self.val_ds) if checking else dict.fromkeys(VAL_KEYS, math.nan)
+        if checking:  # an epoch not validated shows no validation on screen; its history row holds NaN
+            logs.update(val)
         saving = time.perf_counter()
         self.spent["batchnorm"] += validating - start
         self.spent["validation"] += saving - validating
         for name in ("breed_accuracy", "categorical_accuracy", "breed_categorical_accuracy"):  # a trainer's breed head
             if "accuracy" not in logs and name in logs:
                 logs["accuracy"] = logs[name]
-        row = {"epoch": float(epoch), **{k: float(v) for k, v in logs.items() if np.ndim(v) == 0}}
+        row = {"epoch": float(epoch), **{k: float(v) for k, v in {**logs, **val}.items() if np.ndim(v) == 0}}
         for k, v in row.items():
             self.history.setdefault(k, []).append(v)
         improved = checking and (row.get("val_accuracy", float("-inf")) > self.best["val_accuracy"]

@@ -27,7 +27,10 @@ def test_fits_of_the_quick_preset():
     q = presets.quick()
     assert list(fits) == ["baseline", "pretext", "finetune_all", "finetune_1", "fixmatch", "evaluate"]
     b = 64
-    assert fits["baseline"] == budget.Fit("baseline", "baseline", q.baseline.epochs, math.ceil(570 / b), b, 500 / 3)
+    share = budget.validated_share(q.baseline)  # every 3rd epoch and the last 5: 14 of 33
+    assert share == pytest.approx(14 / 33)
+    assert fits["baseline"] == budget.Fit("baseline", "baseline", q.baseline.epochs, math.ceil(570 / b), b,
+                                          500 / 3 * share)
     assert fits["pretext"] == budget.Fit("pretext", "pretext", q.pretext.epochs, math.ceil(8777 / b), 4 * b,
                                          4 * 975 / 3)
     assert fits["finetune_all"].step_samples == pytest.approx(b / 3)  # the whole backbone frozen: forward only
@@ -218,7 +221,8 @@ def test_clock_keeps_started_fits_when_replanned():
 
 def test_fits_with_a_pretext_batch_and_validation_every_third_epoch():
     cfg = config_lib.override(presets.quick(), {"data": {"pretext_batch_size": 128},
-                                                "baseline": {"epochs": 20, "validate_every": 3}})
+                                                "baseline": {"epochs": 20, "validate_every": 3},
+                                                "finetune": {"validate_every": 1}})
     fits = {f.name: f for f in _fits(cfg)}
     assert (fits["pretext"].steps, fits["pretext"].step_samples) == (math.ceil(8777 / 128), 4 * 128)
     # epochs 3, 6, 9, 12, 15 (1-based) and the last 5 (16-20): 10 of 20 validated

@@ -382,16 +382,18 @@ def test_equal_last_epoch_scores_tie_exactly():
     assert train.last_epochs_mean({}) is None
 
 
-def test_validate_every_third_epoch_and_always_the_last_five(tmp_path, datasets):
+def test_validate_every_third_epoch_and_always_the_last_five(tmp_path, datasets, capsys):
     from ssl_keras.config_base import validated
 
     stage = StageConfig(epochs=10, validate_every=3)
     assert [e for e in range(10) if validated(stage, e)] == [2, 5, 6, 7, 8, 9]
     train_ds, val_ds = datasets
     stage_dir = str(tmp_path / "baseline")
-    hist = train.fit(_model(), train_ds.repeat(), val_ds, stage, stage_dir, steps_per_epoch=STEPS, verbose=0)
+    hist = train.fit(_model(), train_ds.repeat(), val_ds, stage, stage_dir, steps_per_epoch=STEPS, verbose=2)
     checked = [not np.isnan(v) for v in hist["val_accuracy"]]
     assert checked == [validated(stage, e) for e in range(10)]
+    shown = capsys.readouterr().out.split("Epoch ")[1:]  # Keras' line an epoch: validation only where validated
+    assert ["val_accuracy: " in line for line in shown] == checked and "nan" not in "".join(shown)
     written = train.read_history(os.path.join(stage_dir, "history.csv"))
     assert set(written) == set(hist)
     for key in hist:
