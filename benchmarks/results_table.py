@@ -6,11 +6,11 @@
 
 Each seed is the run `python -m ssl_keras.run --preset P --seed S --data-dir D --run-dir models/results-NAME/seedS
 --resume [--method M] [--set ...]` makes, every stage but the export, made in-process by `ssl_keras.experiment`
-with the config `ssl_keras.run.resolve` makes of those flags. A finished seed is read back, an interrupted one resumes; a seed made with another config stops the command. NAME is the preset
-unless `--name` says otherwise. Writes, under `results/NAME/`: table.md (each classifier's test accuracy, its gap
-to the baseline, the classifier picked by validation accuracy, with the command and the machine), comparison.png,
-and per seed the run's report.json, config.json, split.json, and each stage's history.csv, curves.png and
-stage.json.
+with the config `ssl_keras.run.resolve` makes of those flags. A finished seed is read back, an interrupted one
+resumes; a seed made with another config stops the command. NAME is the preset unless `--name` says otherwise.
+Writes, under `results/NAME/`: table.md (each classifier's test accuracy, its gap to the baseline, the classifier
+picked by validation accuracy, with the command and the machine), comparison.png, and per seed the run's
+report.json, config.json, split.json, and each stage's history.csv, curves.png and stage.json.
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
-"""research/: best checkpoint against last epoch, pooling seeds of one config, copying a finished stage."""
+"""research/: best checkpoint against last epoch, pooling seeds of one config, copying a finished stage, the stall
+watch."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,6 +12,8 @@ from conftest import load_benchmark
 
 from ssl_keras import config as config_lib
 from ssl_keras import presets
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_best_vs_final_scores_the_last_epoch_on_the_test_photos(dogs_dir, tmp_path):
@@ -84,3 +90,17 @@ def test_copy_stage_starts_a_run_from_another_runs_finished_stage(tmp_path, caps
     assert json.loads((new / "pretext" / "stage.json").read_text())["wall_time_s"] == 12.5  # its own time kept
     assert not (new / "pretext" / "backup").exists()
     assert (new / "split.json").read_text() == "{}"
+
+
+def test_stall_watch_patches_the_command_and_its_child_processes(tmp_path):
+    show = ("from ssl_keras import train; "
+            "print(train.Pace.on_train_end.__qualname__, train.Checkpointer.finish.__qualname__)")
+    script = tmp_path / "parent.py"
+    script.write_text(f"import subprocess, sys\n{show}\nsys.stdout.flush()\n"
+                      f"subprocess.run([sys.executable, '-c', {show!r}], check=True)\n")
+    out = subprocess.run([sys.executable, os.path.join(REPO, "research", "stall_watch.py"), str(script)],
+                         capture_output=True, text=True, check=True, cwd=tmp_path).stdout.split("\n")
+    watched = "install.<locals>.on_train_end install.<locals>.watched_finish"
+    assert out[:2] == [watched, watched]
+    plain = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True, check=True).stdout
+    assert plain.strip() == "Pace.on_train_end Checkpointer.finish"

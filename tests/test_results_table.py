@@ -56,6 +56,9 @@ def test_results_table_makes_the_runs_the_command_line_makes(cli_run, dogs_dir, 
     stamp = (made / "report.json").stat().st_mtime_ns  # a second call reads the finished seed back
     assert rt.main(argv) == 0
     assert (made / "report.json").stat().st_mtime_ns == stamp
+    with pytest.raises(SystemExit, match="made with another config.*Remove .*results-t/seed0"):  # not read back
+        rt.main(argv + ["--set", "baseline.epochs=3"])
+    assert (made / "report.json").stat().st_mtime_ns == stamp
 
 
 @pytest.mark.slow
