@@ -33,7 +33,10 @@ class StageConfig:
     `schedule`: the learning rate over the stage's steps. "cosine" decays it from `learning_rate` to 0;
     "onecycle" (Smith & Topin 2019) rises from `learning_rate` / 25 to `learning_rate` over the first 30 % of the
     steps, then decays to 0 on a cosine. `validate_every`: validate (and so consider keeping) every k-th epoch,
-    and always each of the last `LAST_VALIDATED` epochs, whose mean is the stage's score.
+    and always each of the last `LAST_VALIDATED` epochs, whose mean is the stage's score. `ema`: 0, or the
+    momentum of an exponential moving average of the weights (Polyak averaging, Keras' `use_ema`), which is then
+    what is validated and kept. `autotune`: tf.data's autotuning of the training pipeline (off: its parallel
+    calls take the cores, its prefetch a fixed buffer, and no autotuning thread is joined when the fit ends).
     """
 
     epochs: int = 30
@@ -42,6 +45,8 @@ class StageConfig:
     schedule: str = "cosine"
     patience: int = 0  # 0: no early stopping
     validate_every: int = 1
+    ema: float = 0.0
+    autotune: bool = True
     augment: bool = True
     flip: bool = True
     translate: float = 0.1
@@ -53,6 +58,7 @@ class StageConfig:
         check(self.weight_decay >= 0, f"`weight_decay` must be >= 0. Received: {self.weight_decay}")
         check(self.schedule in SCHEDULES, f"`schedule` must be one of {SCHEDULES}. Received: {self.schedule!r}")
         check(self.patience >= 0, f"`patience` must be >= 0. Received: {self.patience}")
+        check(0.0 <= self.ema < 1.0, f"`ema` must be 0 (off) or in (0, 1). Received: {self.ema}")
         check(self.validate_every >= 1, f"`validate_every` must be >= 1. Received: {self.validate_every}")
         check(0.0 <= self.translate < 1.0, f"`translate` must be in [0, 1). Received: {self.translate}")
         check(0.0 <= self.zoom < 1.0, f"`zoom` must be in [0, 1). Received: {self.zoom}")

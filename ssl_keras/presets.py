@@ -33,7 +33,7 @@ def quick() -> Config:
     The same settings in §6.3's round 2: +4.2 (+3.5 to +4.7): runs are not repeatable.
     On a faster machine, `--budget MINUTES` trains more epochs in the same time.
     """
-    fast = dict(schedule="onecycle", learning_rate=3e-3)
+    fast = dict(schedule="onecycle", learning_rate=3e-3, autotune=False)
     return Config(
         preset="quick",
         data=DataConfig(image_size=32, max_unlabelled=10000, max_test_per_class=100, val_per_class=50),
@@ -42,7 +42,8 @@ def quick() -> Config:
         finetune=StageConfig(epochs=34, **fast, validate_every=3),
         method=("pretrain", "fixmatch"),
         fixmatch=FixMatchConfig(
-            train=dataclasses.replace(FixMatchConfig().train, epochs=5, schedule="onecycle", learning_rate=9e-4)
+            train=dataclasses.replace(FixMatchConfig().train, epochs=5, schedule="onecycle", learning_rate=9e-4,
+                                      autotune=False)
         ),
     )
 

@@ -360,7 +360,9 @@ def compile_model(model, stage, steps_per_epoch: int, loss="sparse_categorical_c
                                                           warmup_target=stage.learning_rate, warmup_steps=warmup)
     else:
         schedule = keras.optimizers.schedules.CosineDecay(stage.learning_rate, steps)
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=stage.weight_decay), loss=loss,
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=stage.weight_decay, use_ema=stage.ema > 0,
+                                       ema_momentum=stage.ema or 0.99)
+    model.compile(optimizer=optimizer, loss=loss,
                   loss_weights=loss_weights, metrics=list(metrics) if isinstance(metrics, tuple) else metrics)
 
 
@@ -398,6 +400,16 @@ def fit(model, train_ds, val_ds, stage, stage_dir: str, *, steps_per_epoch: int,
         model._initial_epoch = done or None
         callbacks = [checkpointer, keras.callbacks.TensorBoard(os.path.join(stage_dir, "logs"), write_graph=False,
                                                                profile_batch=0)]
+        if stage.ema:  # first: the averaged weights are swapped in at an epoch's end, before they are validated
+            swap = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
+            swap._ema_weights_in_model = bool(done)  # the committed state holds them swapped; swap back first
+            callbacks.insert(0, swap)
+        if not stage.autotune and keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            options = tf.data.Options()
+            options.autotune.enabled = False
+            train_ds = train_ds.with_options(options)
         if clock is not None:
             callbacks.append(Pace(clock, stage_dir))  # last: an epoch's time includes validation
         model.fit(train_ds, epochs=stage.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,

@@ -413,3 +413,56 @@ def test_one_cycle_rises_for_the_first_30_percent_then_decays_to_zero():
     cosine = _model()
     train.compile_model(cosine, StageConfig(epochs=10, learning_rate=1e-3), 10)
     assert float(cosine.optimizer._learning_rate(0)) == pytest.approx(1e-3)
+
+
+def _trained_weights(stage, stage_dir, datasets, init, *, interrupt_at=None):
+    """Fits a copy of `init`'s weights for `stage` (interrupted at an epoch and resumed, if asked); returns the
+    weights of final.keras."""
+    train_ds, val_ds = datasets
+    model = _model()
+    model.set_weights(init)
+    if interrupt_at is not None:
+        fit = model.fit
+        model.fit = lambda *a, callbacks=(), **k: fit(*a, callbacks=[*callbacks, _Interrupt(interrupt_at)], **k)
+        with pytest.raises(KeyboardInterrupt):
+            train.fit(model, train_ds.repeat(), val_ds, stage, stage_dir, steps_per_epoch=STEPS, verbose=0)
+        model = _model()
+    train.fit(model, train_ds.repeat(), val_ds, stage, stage_dir, steps_per_epoch=STEPS, resume=True, verbose=0)
+    return keras.models.load_model(os.path.join(stage_dir, "final.keras")).get_weights()
+
+
+def test_ema_validates_and_keeps_the_averaged_weights_and_resumes_exactly(tmp_path, datasets):
+    init = _model().get_weights()
+    kernel = 0  # the first conv's kernel
+    fast = dict(epochs=4, learning_rate=0.05, weight_decay=0.0)
+    raw = _trained_weights(StageConfig(**fast), str(tmp_path / "raw"), datasets, init)
+    # Momentum 0.999: the average of 8 steps hardly leaves the weights after the first step (Keras starts the
+    # average there; Adam's first step moves each weight by about the learning rate); the raw weights move on.
+    slow = _trained_weights(StageConfig(**fast, ema=0.999), str(tmp_path / "slow"), datasets, init)
+    assert np.abs(slow[kernel] - init[kernel]).max() < 1.1 * fast["learning_rate"]
+    assert np.abs(raw[kernel] - init[kernel]).max() > 3 * fast["learning_rate"]
+    best = keras.models.load_model(str(tmp_path / "slow" / "best.keras"))  # what was validated is what was kept
+    hist = train.read_history(str(tmp_path / "slow" / "history.csv"))
+    assert train.validate(best, datasets[1])["val_accuracy"] == pytest.approx(max(hist["val_accuracy"]))
+    # Interrupted after 2 epochs and resumed: the same weights as without the interruption.
+    stage = StageConfig(**fast, ema=0.5)
+    whole = _trained_weights(stage, str(tmp_path / "whole"), datasets, init)
+    resumed = _trained_weights(stage, str(tmp_path / "resumed"), datasets, init, interrupt_at=2)
+    for a, b in zip(whole, resumed):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_autotune_off_reaches_fit_and_trains_the_same(tmp_path, datasets):
+    init = _model().get_weights()
+    on = _trained_weights(StageConfig(epochs=2), str(tmp_path / "on"), datasets, init)
+    off = _trained_weights(StageConfig(epochs=2, autotune=False), str(tmp_path / "off"), datasets, init)
+    for a, b in zip(on, off):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    seen = {}
+    model = _model()
+    fit = model.fit
+    model.fit = lambda ds, **k: (seen.setdefault(len(seen), ds.options().autotune.enabled), fit(ds, **k))[1]
+    for autotune in (True, False):
+        train.fit(model, datasets[0].repeat(), datasets[1], StageConfig(epochs=1, autotune=autotune),
+                  str(tmp_path / str(autotune)), steps_per_epoch=STEPS, verbose=0)
+    assert seen[0] is not False and seen[1] is False  # unset (None) is tf.data's default: on
