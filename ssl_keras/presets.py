@@ -15,7 +15,7 @@ from ssl_keras.methods.self_training import SelfTrainingConfig
 
 
 def quick() -> Config:
-    """The first command: every stage in 11 to 13 minutes on a slow 2-core CPU (projected), export aside, at 32 px.
+    """The first command: 7 to 13 minutes on a slow 2-core CPU (projected from two machines), export aside, 32 px.
 
     `python -m ssl_keras.run --preset quick --data-dir ../shared/data/dogs`
 
@@ -25,12 +25,17 @@ def quick() -> Config:
     default learning rate, and the labelled stages validate every 3rd epoch (and the last 5): of the changes
     measured side by side (§6.3), that one had the best validation accuracy of the shipped classifier in both
     rounds (31.5 and 31.4 % against 29.3 and 30.0 % before, seeds 0-2).
-    Time (commit of this docstring, `results/quick`): the stages took 95 to 102 s a seed on the 2-core Intel Xeon
-    (float32 matmul 243 to 291 GFLOP/s in the same runs), 9.2 to 9.8 minutes projected on the 50 GFLOP/s CPU; the
-    whole command, its start (imports, the photo scan) included, 11.4 to 13.4 (§6.3, round 2); the export aside.
+    Its training pipelines run without tf.data's autotuning (§6.3, round 4: the same arithmetic, no slower; a
+    stall at a fit's end came in 0 of 60 fits without it, §6.4).
+    Time (`results/quick`, made at commit 3c999df): the stages took 87 to 91 s a seed on a 2-core AMD EPYC (float32
+    matmul 194 to 202 GFLOP/s in the same runs), 5.8 to 6.1 minutes projected on the 50 GFLOP/s CPU; the same
+    settings took 95 to 102 s on the 2-core Intel Xeon (243 to 291 GFLOP/s), projecting 9.2 to 9.8: the projection
+    depends on the machine it is made from (§6.3, round 4). The whole command adds the start (imports, the photo
+    scan, about 15 s here) and the export.
     Result (`python benchmarks/results_table.py --preset quick --seeds 0 1 2 --name quick`, results/quick, 1000 test
-    photos): baseline 30.1 +- 2.5 %, FixMatch (shipped in every seed) 33.5 +- 1.0 %: +3.4 points (+1.1 to +7.4).
-    The same settings in §6.3's round 2: +4.2 (+3.5 to +4.7): runs are not repeatable.
+    photos): baseline 30.1 +- 0.7 %, FixMatch (shipped in every seed) 31.3 +- 1.1 %: +1.2 points (+0.3 to +2.4).
+    Runs are not repeatable: the same settings gave +3.4, +4.2, +3.5 and +5.0 in earlier runs (§6.3), mostly as
+    the baseline moved (24.9 to 31.6 % on a seed).
     On a faster machine, `--budget MINUTES` trains more epochs in the same time.
     """
     fast = dict(schedule="onecycle", learning_rate=3e-3, autotune=False)
