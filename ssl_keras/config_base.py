@@ -35,8 +35,9 @@ class StageConfig:
     steps, then decays to 0 on a cosine. `validate_every`: validate (and so consider keeping) every k-th epoch,
     and always each of the last `LAST_VALIDATED` epochs, whose mean is the stage's score. `ema`: 0, or the
     momentum of an exponential moving average of the weights (Polyak averaging, Keras' `use_ema`), which is then
-    what is validated and kept. `autotune`: tf.data's autotuning of the training pipeline (off: its parallel
-    calls take the cores, its prefetch a fixed buffer, and no autotuning thread is joined when the fit ends).
+    what is validated and kept. `autotune`: tf.data's autotuning of the training pipeline (off: an AUTOTUNE
+    parallelism keeps its starting value, the pool's threads up to 16, and no autotuning thread runs, so none is
+    joined when the fit ends).
     """
 
     epochs: int = 30
