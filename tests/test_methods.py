@@ -85,6 +85,24 @@ def test_confident_cross_entropy_counts_only_confident_weak_views():
     assert float(fraction.result()) == pytest.approx(0.5)
 
 
+def test_distribution_alignment_lifts_the_breeds_the_batch_under_predicts():
+    weak = np.array([[0.9, 0.05, 0.05], [0.5, 0.2, 0.3], [0.35, 0.65, 0.0]], "float32")  # the batch leans to breed 0
+    strong = np.array([[0.2, 0.3, 0.5]] * 3, "float32")
+    y_pred = np.concatenate([weak, strong], axis=1)
+    aligned = np.asarray(fixmatch.weak_probabilities(y_pred, 3, align=True))
+    expected = weak / weak.mean(axis=0)
+    np.testing.assert_allclose(aligned, expected / expected.sum(axis=1, keepdims=True), rtol=1e-4)
+    np.testing.assert_allclose(fixmatch.weak_probabilities(y_pred, 3), weak)  # off: the raw probabilities
+    # photo 1: 0.5 on breed 0 raw (below 0.6, masked); aligned, 0.63 on breed 2 -> the strong view's -log 0.5
+    assert aligned[1].argmax() == 2 and aligned[1].max() > 0.6
+    np.testing.assert_allclose(fixmatch.confident_cross_entropy(0.6, 3)(np.zeros(3), y_pred)[1], 0.0)
+    np.testing.assert_allclose(fixmatch.confident_cross_entropy(0.6, 3, align=True)(np.zeros(3), y_pred)[1],
+                               -np.log(0.5), rtol=1e-5)
+    fraction = fixmatch.confident_fraction(0.6, 3, align=True)
+    fraction.update_state(np.zeros(3), y_pred)
+    assert float(fraction.result()) == pytest.approx(float(np.mean(aligned.max(axis=1) >= 0.6)))
+
+
 def test_pseudo_labels_carry_no_gradient():
     classifier = models.build_classifier(CFG, S, 3)
     trainer = models.build_trainer(classifier, CFG, S, consistency=True)

@@ -27,6 +27,9 @@ class FixMatchConfig:
     An epoch is a pass over the unlabelled pool. The threshold was chosen on validation
     (docs/experiments.md): FixMatch's 0.95 lets 0.2 % of the pool through at this teacher's
     confidence, 0.7 about 9 %.
+    `align`: distribution alignment (ReMixMatch, Berthelot et al. 2020), on each unlabelled batch:
+    the weak view's probabilities are divided by their mean over the batch and renormalised, so
+    pseudo-labels no longer pile up on the breeds the classifier already favours (uniform prior).
     """
 
     threshold: float = 0.7
@@ -35,6 +38,7 @@ class FixMatchConfig:
     strong_ops: int = 2
     strong_factor: float = 0.5
     init: str = "teacher"
+    align: bool = False
     train: StageConfig = field(default_factory=lambda: StageConfig(epochs=20, learning_rate=3e-4))
 
     def __post_init__(self):
@@ -47,32 +51,44 @@ class FixMatchConfig:
         check(self.init in STUDENT_INITS, f"`fixmatch.init` must be one of {STUDENT_INITS}. Received: {self.init!r}")
 
 
-def confident_cross_entropy(threshold: float, num_classes: int):
+def weak_probabilities(y_pred, num_classes: int, align: bool = False):
+    """The weak views' probabilities (U, C) from `consistency` outputs (U, 2C); with `align`, divided by
+    their mean over the batch (each breed's share of the batch's predictions) and renormalised."""
+    from keras import ops
+
+    weak = y_pred[:, :num_classes]
+    if align:
+        weak = weak / (ops.mean(weak, axis=0, keepdims=True) + 1e-6)
+        weak = weak / ops.sum(weak, axis=1, keepdims=True)
+    return weak
+
+
+def confident_cross_entropy(threshold: float, num_classes: int, align: bool = False):
     """FixMatch's unlabelled loss, on `consistency` outputs (U, 2C): [weak probabilities | strong probabilities].
 
     Returns:
         A Keras loss function `(y_true, y_pred) -> (U,)`: per photo, the cross-entropy of the strong view
         against the weak view's top breed, times 1 where the weak view's confidence is at least
-        `threshold`, else 0 (Keras averages it over the batch).
+        `threshold`, else 0 (Keras averages it over the batch). `align`: see `weak_probabilities`.
     """
     from keras import losses, ops
 
     def confident_cross_entropy(y_true, y_pred):
-        weak, strong = y_pred[:, :num_classes], y_pred[:, num_classes:]  # (U, C) each
+        weak, strong = weak_probabilities(y_pred, num_classes, align), y_pred[:, num_classes:]  # (U, C) each
         mask = ops.cast(ops.max(weak, axis=1) >= threshold, strong.dtype)  # (U,)
         return mask * losses.sparse_categorical_crossentropy(ops.argmax(weak, axis=1), strong)
 
     return confident_cross_entropy
 
 
-def confident_fraction(threshold: float, num_classes: int):
+def confident_fraction(threshold: float, num_classes: int, align: bool = False):
     """A metric on `consistency` outputs: the fraction of unlabelled photos whose weak view passes the threshold
     (FixMatch's "mask rate")."""
     import keras
     from keras import ops
 
     def confident(y_true, y_pred):
-        return ops.cast(ops.max(y_pred[:, :num_classes], axis=1) >= threshold, "float32")  # (U,)
+        return ops.cast(ops.max(weak_probabilities(y_pred, num_classes, align), axis=1) >= threshold, "float32")
 
     return keras.metrics.MeanMetricWrapper(confident, name="confident")
 
@@ -124,13 +140,14 @@ def train_classifier(classifier, model_cfg, image_size, num_classes, method_cfg,
     from ssl_keras import models, train
 
     trainer = models.build_trainer(classifier, model_cfg, image_size, consistency=True)
-    loss = confident_cross_entropy(method_cfg.threshold, num_classes)
+    loss = confident_cross_entropy(method_cfg.threshold, num_classes, method_cfg.align)
     return train.fit(trainer, dataset(labelled, unlabelled, method_cfg.strong_ops, method_cfg.strong_factor, seed),
                      val, method_cfg.train, stage_dir, steps_per_epoch=steps_per_epoch, resume=resume,
                      keep=classifier, loss={"breed": "sparse_categorical_crossentropy", "consistency": loss},
                      loss_weights={"breed": 1.0, "consistency": method_cfg.weight},
                      metrics={"breed": ["accuracy"],
-                              "consistency": [confident_fraction(method_cfg.threshold, num_classes)]},
+                              "consistency": [confident_fraction(method_cfg.threshold, num_classes,
+                                                                                 method_cfg.align)]},
                      verbose=verbose, log=log, clock=clock,
                      before_validation=None if photos is None else lambda m: train.recalibrate_batchnorm(m, photos))
 
