@@ -27,8 +27,8 @@ def test_fits_of_the_quick_preset():
     q = presets.quick()
     assert list(fits) == ["baseline", "pretext", "finetune_all", "finetune_1", "fixmatch", "evaluate"]
     b = 64
-    share = budget.validated_share(q.baseline)  # every 3rd epoch and the last 5: 14 of 33
-    assert share == pytest.approx(14 / 33)
+    share = budget.validated_share(q.baseline)  # every 3rd epoch and the last 5: 17 of 41
+    assert share == pytest.approx(17 / 41)
     assert fits["baseline"] == budget.Fit("baseline", "baseline", q.baseline.epochs, math.ceil(570 / b), b,
                                           500 / 3 * share)
     assert fits["pretext"] == budget.Fit("pretext", "pretext", q.pretext.epochs, math.ceil(8777 / b), 4 * b,
