@@ -15,7 +15,7 @@ from ssl_keras.methods.self_training import SelfTrainingConfig
 
 
 def quick() -> Config:
-    """The first command: about 10 to 15 minutes on a slow 2-core CPU (projected), export aside, 32 px.
+    """The first command: about 14 to 16 minutes on a slow 2-core CPU (projected), export aside, 32 px.
 
     `python -m ssl_keras.run --preset quick --data-dir ../shared/data/dogs`
 
