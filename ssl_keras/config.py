@@ -147,6 +147,9 @@ class Config:
     transfer_blocks: int = 0  # blocks whose pretext weights are copied (0: all); later ones start fresh
     pretext_from: str | None = None  # a finished rotation model (.keras or run directory) to reuse, not train
     also_frozen: bool = True  # the default run also trains an all-frozen classifier, for comparison
+    # where the fine-tuned classifier starts: "pretext" (the rotation backbone, a fresh head) or "frozen" (the
+    # all-frozen classifier as trained: its head first fitted on the fixed features, then all layers; LP-FT)
+    finetune_from: str = "pretext"
     method: tuple[str, ...] = ("pretrain",)  # pretrain: the article's stages only; others run after them
     # then the config of each method of `ssl_keras.methods` that has one, as `cfg.<method>` (`_with_method_configs`)
     mixed_precision: bool = False
@@ -183,6 +186,12 @@ class Config:
                 f"`freeze` ({self.freeze}) would freeze blocks that `transfer_blocks` ({self.transfer_blocks}) "
                 "leaves at their random initial values. Freeze at most the transferred blocks.",
             )
+        _check(self.finetune_from in ("pretext", "frozen"),
+               f"`finetune_from` must be 'pretext' or 'frozen'. Received: {self.finetune_from!r}")
+        _check(self.finetune_from == "pretext" or (self.also_frozen and self.freeze != "all"),
+               "`finetune_from='frozen'` starts the fine-tuned classifier from the all-frozen one: it needs "
+               f"`also_frozen=true` and `freeze` other than 'all'. Received: also_frozen={self.also_frozen}, "
+               f"freeze={self.freeze!r}")
         _check(self.strategy in STRATEGIES, f"`strategy` must be one of {STRATEGIES}. Received: {self.strategy!r}")
         _check(self.top_k >= 1, f"`top_k` must be >= 1. Received: {self.top_k}")
         _check(self.budget_minutes is None or self.budget_minutes > 0,

@@ -135,12 +135,16 @@ def _reuse_pretext(run: Run, source: str) -> dict:
 def finetune_stage(run: Run) -> dict:
     """Fresh breed classifiers on the pretext backbone: fully frozen (for comparison) and as configured."""
     model = classifier_stage.pretext_model(run)
-    out = {}
+    out, frozen = {}, None
     for entry in classifiers(run.cfg):
         if entry.freeze is not None:
-            out[entry.dir] = classifier_stage.run_stage(run, entry.dir, "pretext", entry.freeze,
+            # LP-FT (`finetune_from="frozen"`): the fine-tuned classifier starts from the frozen one as trained
+            teacher = frozen if run.cfg.finetune_from == "frozen" and entry.freeze != "all" else None
+            out[entry.dir] = classifier_stage.run_stage(run, entry.dir, "teacher" if teacher else "pretext",
+                                                        entry.freeze,
                                                         classifier_stage.fit_labelled(run, run.cfg.finetune),
-                                                        pretext=model)
+                                                        pretext=model, teacher=teacher)
+            frozen = entry.dir if entry.freeze == "all" else frozen
     return out
 
 

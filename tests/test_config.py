@@ -127,6 +127,7 @@ def _post_init_cases():
         (Config, {"freeze": "5"}, "freeze"),  # the default backbone has 4 blocks
         (Config, {"transfer_blocks": 5}, "transfer_blocks"),
         (Config, {"transfer_blocks": -1}, "transfer_blocks"),
+        (Config, {"finetune_from": "teacher"}, "finetune_from"),
         (Config, {"strategy": "tpu"}, "strategy"),
         (Config, {"top_k": 0}, "top_k"),
     ]
@@ -159,6 +160,13 @@ def test_transfer_blocks_must_cover_the_frozen_ones():
     for freeze in ("3", "all"):
         with pytest.raises(ValueError, match="would freeze blocks that `transfer_blocks` \\(2\\)"):
             Config(freeze=freeze, transfer_blocks=2)
+
+
+def test_finetune_from_frozen_needs_the_frozen_classifier():
+    assert Config(finetune_from="frozen").finetune_from == "frozen"
+    for kwargs in ({"also_frozen": False}, {"freeze": "all"}):
+        with pytest.raises(ValueError, match="`finetune_from='frozen'` starts the fine-tuned classifier from"):
+            Config(finetune_from="frozen", **kwargs)
 
 
 def test_checks_also_run_on_override():

@@ -170,6 +170,31 @@ def test_resume_skips_finished_stages(e2e, capsys):
 
 
 @pytest.mark.slow
+def test_finetune_from_frozen_starts_from_the_frozen_classifier(e2e, tmp_path, capsys):
+    """LP-FT: the fine-tuned classifier starts from the frozen one as trained, its head included."""
+    import keras
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name in ("config.json", "split.json"):
+        shutil.copy(e2e[0] / name, run_dir / name)
+    shutil.copytree(e2e[0] / "pretext", run_dir / "pretext")
+    rc, out, err = _main(capsys, "finetune", "--run-dir", run_dir, "--resume", "--set", "finetune_from=frozen")
+    assert rc == 0, err
+    assert "[finetune_1] 24 labelled photos; start: teacher (finetune_all)" in out
+    stage = json.loads((run_dir / "finetune_1" / "stage.json").read_text())
+    assert (stage["init"], stage["teacher"]) == ("teacher", "finetune_all")
+
+    def kernel(path):
+        return np.ravel(keras.models.load_model(path).get_layer("breed_dense").kernel)
+
+    frozen = kernel(run_dir / "finetune_all" / "best.keras")
+    # Two tiny epochs from the frozen classifier's head stay close to it; a fresh head is unrelated to it.
+    assert np.corrcoef(kernel(run_dir / "finetune_1" / "final.keras"), frozen)[0, 1] > 0.9
+    assert abs(np.corrcoef(kernel(e2e[0] / "finetune_1" / "final.keras"), frozen)[0, 1]) < 0.3
+
+
+@pytest.mark.slow
 def test_finetune_transfers_only_the_first_blocks(e2e, tmp_path, capsys):
     import keras
 
