@@ -169,18 +169,24 @@ def test_resume_skips_finished_stages(e2e, capsys):
         assert len(train.read_history(str(run_dir / stage / "history.csv"))["loss"]) == 2
 
 
-@pytest.mark.slow
-def test_finetune_from_frozen_starts_from_the_frozen_classifier(e2e, tmp_path, capsys):
-    """LP-FT: the fine-tuned classifier starts from the frozen one as trained, its head included."""
-    import keras
-
+def _finetune_on_e2e_pretext(e2e, tmp_path, capsys, *flags):
+    """The finetune stage again, with `flags`, in a new run directory holding the e2e run's split and rotation model."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     for name in ("config.json", "split.json"):
         shutil.copy(e2e[0] / name, run_dir / name)
     shutil.copytree(e2e[0] / "pretext", run_dir / "pretext")
-    rc, out, err = _main(capsys, "finetune", "--run-dir", run_dir, "--resume", "--set", "finetune_from=frozen")
+    rc, out, err = _main(capsys, "finetune", "--run-dir", run_dir, "--resume", *flags)
     assert rc == 0, err
+    return run_dir, out
+
+
+@pytest.mark.slow
+def test_finetune_from_frozen_starts_from_the_frozen_classifier(e2e, tmp_path, capsys):
+    """LP-FT: the fine-tuned classifier starts from the frozen one as trained, its head included."""
+    import keras
+
+    run_dir, out = _finetune_on_e2e_pretext(e2e, tmp_path, capsys, "--set", "finetune_from=frozen")
     assert "[finetune_1] 24 labelled photos; start: teacher (finetune_all)" in out
     stage = json.loads((run_dir / "finetune_1" / "stage.json").read_text())
     assert (stage["init"], stage["teacher"]) == ("teacher", "finetune_all")
@@ -198,13 +204,7 @@ def test_finetune_from_frozen_starts_from_the_frozen_classifier(e2e, tmp_path, c
 def test_finetune_transfers_only_the_first_blocks(e2e, tmp_path, capsys):
     import keras
 
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    for name in ("config.json", "split.json"):
-        shutil.copy(e2e[0] / name, run_dir / name)
-    shutil.copytree(e2e[0] / "pretext", run_dir / "pretext")
-    rc, _, err = _main(capsys, "finetune", "--run-dir", run_dir, "--resume", "--transfer-blocks", "1")
-    assert rc == 0, err
+    run_dir, _ = _finetune_on_e2e_pretext(e2e, tmp_path, capsys, "--transfer-blocks", "1")
     copied = {d: json.loads((run_dir / d / "stage.json").read_text())["weights_copied"]
               for d in ("finetune_1", "finetune_all")}
     assert copied == {"finetune_1": 5, "finetune_all": 10}  # the frozen comparison takes the whole backbone
