@@ -23,8 +23,8 @@ def test_budget_imports_no_tensorflow():
 
 
 def test_fits_of_the_quick_preset():
-    fits = {f.name: f for f in _fits()}
-    q = presets.quick()
+    q = config_lib.override(presets.quick(), {"also_frozen": True})  # the all-frozen comparison too
+    fits = {f.name: f for f in _fits(q)}
     assert list(fits) == ["baseline", "pretext", "finetune_all", "finetune_1", "fixmatch", "evaluate"]
     b = 64
     share = budget.validated_share(q.baseline)  # every 3rd epoch and the last 5: 17 of 41
