@@ -133,7 +133,8 @@ def _reuse_pretext(run: Run, source: str) -> dict:
 
 
 def finetune_stage(run: Run) -> dict:
-    """Fresh breed classifiers on the pretext backbone: fully frozen (for comparison) and as configured."""
+    """Breed classifiers on the pretext backbone: fully frozen (for comparison) and as configured, with a fresh
+    head, or (`finetune_from="frozen"`) starting from the frozen one as trained."""
     model = classifier_stage.pretext_model(run)
     out, frozen = {}, None
     for entry in classifiers(run.cfg):

@@ -25,8 +25,8 @@ def quick() -> Config:
     and the labelled stages validate every 3rd epoch (and the last 5): the best validation accuracy of the shipped
     classifier in two rounds of side-by-side runs (§6.3). Its training pipelines run without tf.data's autotuning
     (§6.3, round 4: the same arithmetic, no slower; no stall at a fit's end in 75 fits without it, §6.4).
-    Its backbone has 1.5x the default channels (24-192, 245k parameters) and the epochs (41/2/46/6) that
-    `--budget 15` resolved for that width on a 2-core Intel Xeon (AVX-512): in rounds 5 to 7 of §6.3, measured
+    Its backbone has 1.5x the default channels (24-192, 245k parameters) and the epochs (41/2/46/6; round 9 made
+    the rotation task's 3) that `--budget 15` resolved for that width on a 2-core Intel Xeon (AVX-512): in rounds 5 to 7 of §6.3, measured
     side by side with the 16-128 channels on that Xeon (float32 matmul 315-390 GFLOP/s), it had the best
     validation accuracy of the shipped classifier at 15 slow minutes (35.6 and 35.7 % against 34.9 and 33.7 %)
     and against `quick` as it was (35.2 against 32.5 %, seeds 0-2), and it runs at a larger share of the matmul
