@@ -55,7 +55,7 @@ def parse(argv):
     p.add_argument("--models", default="models/gain_vs_budget")
     p.add_argument("--out", default="results/gain_vs_budget")
     p.add_argument("--plot", default="docs/gain_vs_budget.png")
-    p.add_argument("--child", nargs=3, metavar=("NAME", "SEED", "MINUTES"), help=argparse.SUPPRESS)
+    p.add_argument("--child", nargs=4, metavar=("NAME", "SEED", "MINUTES", "SCALE"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -71,10 +71,13 @@ def child(args) -> None:
     started = time.monotonic()  # the budget counts from the child's start, as `python -m ssl_keras.run`'s does
     import results_table
 
-    name, seed, minutes = args.child[0], int(args.child[1]), float(args.child[2])
+    name, seed, minutes, scale = args.child[0], int(args.child[1]), float(args.child[2]), float(args.child[3])
     sets = list(args.set) + ([f"budget_minutes={minutes}"] if minutes > 0 else [])
-    rt = results_table.parse(["--preset", args.preset, "--data-dir", args.data_dir, "--models", args.models,
-                              "--seeds", str(seed)] + [a for s in sets for a in ("--set", s)])
+    argv = ["--preset", args.preset, "--data-dir", args.data_dir, "--models", args.models, "--seeds", str(seed)]
+    rt = results_table.parse(argv + [a for s in sets for a in ("--set", s)])
+    cap = results_table.config_for(rt, seed).max_minutes
+    if cap and minutes <= 0:  # the time cap in the slow machine's minutes, as the budget is (SCALE = slow / here)
+        rt = results_table.parse(argv + [a for s in sets + [f"max_minutes={cap * scale:.3f}"] for a in ("--set", s)])
     from ssl_keras import quiet
 
     quiet.import_tensorflow()
@@ -94,7 +97,8 @@ def run_case(args, name: str, budget: float | None, values: list[str], seed: int
     run_dir = os.path.join(args.models, f"results-{name}", f"seed{seed}")
     shutil.rmtree(run_dir, ignore_errors=True)  # a budgeted run plans from its start: no resume
     cmd = [sys.executable, os.path.join(HERE, "gain_vs_budget.py"), "--preset", args.preset, "--data-dir",
-           args.data_dir, "--models", args.models, "--child", name, str(seed), f"{minutes:.3f}"]
+           args.data_dir, "--models", args.models, "--child", name, str(seed), f"{minutes:.3f}",
+           f"{args.slow_gflops / rate:.5f}"]
     cmd += [a for s in list(args.set) + values for a in ("--set", s)]
     print(f"\n== {name}, seed {seed}: matmul {rate:.0f} GFLOP/s here; --budget {minutes:.2f} min" if budget
           else f"\n== {name}, seed {seed}: matmul {rate:.0f} GFLOP/s here; no budget; {' '.join(values)}", flush=True)

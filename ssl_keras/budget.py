@@ -167,12 +167,14 @@ def fits(cfg, counts: dict[str, int], stages=PLAN_STAGES) -> list[Fit]:
     return out
 
 
-def fit_budget(fits_left: list[Fit], base: dict[str, int], seconds: float, rates: dict[str, float]) -> dict[str, int]:
+def fit_budget(fits_left: list[Fit], base: dict[str, int], seconds: float, rates: dict[str, float],
+               grow: bool = True) -> dict[str, int]:
     """Epochs for the config sections of `fits_left` that fit their work into `seconds` at `rates`.
 
     Every section's epochs are its `base` epochs times one common factor (so the proportions
     the config gives hold), rounded to the nearest, at least 1; then, while they take longer
-    than `seconds`, the section furthest above its share loses an epoch.
+    than `seconds`, the section furthest above its share loses an epoch. With `grow=False` (a cap,
+    `Config.max_minutes`) the factor is at most 1: the `base` epochs when they fit.
 
     Args:
         fits_left: the fits not yet started; those whose `key` is None (evaluate) are a fixed cost.
@@ -206,6 +208,8 @@ def fit_budget(fits_left: list[Fit], base: dict[str, int], seconds: float, rates
     available = seconds - fixed
     full = sum(base[k] * t for k, t in per_epoch.items())
     factor = max(available, 0.0) / full if full > 0 else 0.0
+    if not grow:
+        factor = min(factor, 1.0)
     epochs = {k: max(1, math.floor(base[k] * factor + 0.5)) for k in per_epoch}
     while sum(epochs[k] * t for k, t in per_epoch.items()) > available:
         above = [k for k in epochs if epochs[k] > 1]
@@ -225,6 +229,14 @@ def overrides(epochs: dict[str, int]) -> dict:
             node = node.setdefault(part, {})
         node["epochs"] = n
     return out
+
+
+def epochs_of(cfg, key: str) -> int:
+    """The epochs `cfg` gives the config section `key` (`"fixmatch.train"` -> `cfg.fixmatch.train.epochs`)."""
+    node = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node.epochs
 
 
 def duration(seconds: float) -> str:

@@ -158,6 +158,11 @@ class Config:
     # Minutes for the training stages and evaluate (export not counted): each stage's epochs are scaled to fit,
     # keeping their proportions (`ssl_keras.budget`); the run's config.json holds the epochs and None here.
     budget_minutes: float | None = None
+    # At most these minutes for the training stages and evaluate on this machine (export not counted), without a
+    # budget: once a stage's speed is measured, the stages not yet begun lose epochs in the config's proportions
+    # when the run would take longer; they never gain. A run that shrinks writes its epochs (and None here) to
+    # config.json, as a budgeted run does; one that fits keeps its config.json as given.
+    max_minutes: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "method", tuple(self.method))
@@ -196,6 +201,8 @@ class Config:
         _check(self.top_k >= 1, f"`top_k` must be >= 1. Received: {self.top_k}")
         _check(self.budget_minutes is None or self.budget_minutes > 0,
                f"`budget_minutes` must be > 0 (or None: epochs as given). Received: {self.budget_minutes}")
+        _check(self.max_minutes is None or self.max_minutes > 0,
+               f"`max_minutes` must be > 0 (or None: no cap). Received: {self.max_minutes}")
 
 
 def to_dict(cfg: Config) -> dict:

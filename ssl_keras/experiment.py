@@ -311,8 +311,10 @@ def _start_clock(run: Run, stages) -> dict | None:
     run.clock.matmul = speed.run_matmul_gflops()
     run.clock.flops = speed.model_flops(models.build_rotation_model(run.cfg.model, d.image_size))["train"]
     keras.utils.set_random_seed(run.cfg.seed)  # the model built here leaves the run's random draws as they were
-    if not run.cfg.budget_minutes:
-        return None
+    config_epochs = {f.key: f.epochs for f in fits if f.key}
+    if not run.cfg.budget_minutes:  # a cap plans from measured fits only: no probe's seconds in a run that fits
+        return {"max_minutes": run.cfg.max_minutes, "sizes": sizes, "config_epochs": config_epochs,
+                "plans": []} if run.cfg.max_minutes else None
     rate = train.probe_rate(run.cfg.model, d.image_size, d.pretext_batch)
     labelled = train.probe_rate(run.cfg.model, d.image_size, d.batch_size, classes=sizes["classes"])
     keras.utils.set_random_seed(run.cfg.seed)  # the probes' models leave the run's random draws as they were
@@ -320,7 +322,7 @@ def _start_clock(run: Run, stages) -> dict | None:
     run.clock.probes = {4 * d.pretext_batch: rate, d.batch_size: labelled}
     return {"budget_minutes": run.cfg.budget_minutes, "probe_samples_per_s": round(rate, 1),
             "probe_classifier_samples_per_s": round(labelled, 1), "sizes": sizes,
-            "config_epochs": {f.key: f.epochs for f in fits if f.key}, "plans": []}
+            "config_epochs": config_epochs, "plans": []}
 
 
 def _fit_budget(run: Run, stages, plan: dict, before: str) -> None:
@@ -330,26 +332,36 @@ def _fit_budget(run: Run, stages, plan: dict, before: str) -> None:
     `run.cfg` and config.json get the epochs and `budget_minutes=None`: `--config <run>/config.json` re-makes
     the run without planning again, and a resumed run keeps them. plan.json keeps the budget, the probe and each
     plan.
+
+    Under `max_minutes` (a cap, `plan` without "budget_minutes") it plans once a fit is measured, keeps each
+    section's epochs at most the config's, and changes nothing (config.json, plan.json, the log) while the
+    config's epochs fit.
     """
     from ssl_keras import budget, config as config_lib
 
     clock = run.clock
+    cap = "budget_minutes" not in plan
+    if cap and not clock.rates:
+        return
     begun = set(clock.took) | set(clock.started)
     left = [f for f in clock.fits.values() if f.name not in begun
             and not (run.resume and os.path.exists(run.path(f.name, "history.csv")))]
-    seconds = plan["budget_minutes"] * 60 - (clock.now() - clock.start_time)
+    minutes = plan["max_minutes"] if cap else plan["budget_minutes"]
+    seconds = minutes * 60 - (clock.now() - clock.start_time)
     rates = {f.name: clock.rate_for(f) for f in left}
-    epochs = budget.fit_budget(left, plan["config_epochs"], seconds, rates)
+    epochs = budget.fit_budget(left, plan["config_epochs"], seconds, rates, grow=not cap)
+    if cap and all(n == budget.epochs_of(run.cfg, k) for k, n in epochs.items()):
+        return
     if not epochs:
         return
-    run.cfg = config_lib.override(run.cfg, {**budget.overrides(epochs), "budget_minutes": None})
+    run.cfg = config_lib.override(run.cfg, {**budget.overrides(epochs), "budget_minutes": None, "max_minutes": None})
     write_json(run.path("config.json"), config_lib.to_dict(run.cfg))
     clock.set_fits(budget.fits(run.cfg, plan["sizes"], stages))
     plan["plans"].append({"before": before, "seconds_left": round(seconds, 1), "epochs": epochs,
                           "samples_per_s": {name: round(r, 1) for name, r in rates.items()}})
     write_json(run.path("plan.json"), plan)
     left_text = f"{budget.duration(seconds)} left" if seconds > 0 else f"spent ({budget.duration(-seconds)} over)"
-    run.log(f"[budget] {plan['budget_minutes']:g} min, {left_text}: "
+    run.log(f"[{'time cap' if cap else 'budget'}] {minutes:g} min, {left_text}: "
             + ", ".join(f"{k} {n} epochs (config: {plan['config_epochs'][k]})" for k, n in epochs.items()))
     run.log(clock.line())
 

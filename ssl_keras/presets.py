@@ -47,14 +47,15 @@ def quick() -> Config:
         data=DataConfig(image_size=32, max_unlabelled=10000, max_test_per_class=100, val_per_class=50),
         model=ModelConfig(filters=(24, 48, 96, 192)),
         baseline=StageConfig(epochs=41, **fast, validate_every=3),
-        pretext=StageConfig(epochs=3, translate=0.0, zoom=0.0, **fast),
+        pretext=StageConfig(epochs=4, translate=0.0, zoom=0.0, **fast),
         finetune=StageConfig(epochs=46, **fast, validate_every=3),
         also_frozen=False,
         method=("pretrain", "fixmatch"),
         fixmatch=FixMatchConfig(
-            train=dataclasses.replace(FixMatchConfig().train, epochs=6, schedule="onecycle", learning_rate=9e-4,
+            train=dataclasses.replace(FixMatchConfig().train, epochs=8, schedule="onecycle", learning_rate=9e-4,
                                       autotune=False)
         ),
+        max_minutes=14,
     )
 
 

@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--budget", type=float, metavar="MINUTES",
                    help="fit the training stages and evaluate into MINUTES on this machine: each stage's epochs "
                         "scaled from its measured speed, in the config's proportions; config.json gets the epochs")
+    g.add_argument("--max-minutes", type=float, metavar="MINUTES",
+                   help="at most MINUTES for the training stages and evaluate on this machine: once a stage's speed "
+                        "is measured, the stages not yet begun lose epochs (never gain) if the run would take longer")
     g.add_argument("--freeze", help="backbone blocks frozen when fine-tuning: all, none or N (first N blocks)")
     g.add_argument("--transfer-blocks", type=int,
                    help="copy only the first N pretext blocks; later blocks start fresh (default 0: all)")
@@ -127,6 +130,8 @@ def flag_overrides(args) -> dict:
         out["mixed_precision"] = True
     if args.budget is not None:
         out["budget_minutes"] = args.budget
+    if args.max_minutes is not None:
+        out["max_minutes"] = args.max_minutes
     return out
 
 

@@ -102,6 +102,23 @@ def test_fit_budget_counts_evaluate_and_each_fits_rate():
     assert budget.fit_budget(fits, {"a": 2, "b": 1}, 16.0, rates) == {"a": 7, "b": 4}  # 2:1 as near as fits
 
 
+def test_a_cap_shrinks_a_run_that_would_be_late_and_never_grows_one_that_fits():
+    fits = [budget.Fit("a", "a", 10, 10, 10.0, 0.0), budget.Fit("b", "b", 10, 10, 10.0, 0.0),
+            budget.Fit("evaluate", None, 1, 0, 0, 100.0)]
+    rates = {"a": 100.0, "b": 50.0, "evaluate": 100.0}  # the config's 10 + 10 epochs take 31 s
+    assert budget.fit_budget(fits, {"a": 10, "b": 10}, 62.0, rates) == {"a": 20, "b": 20}  # a budget grows
+    assert budget.fit_budget(fits, {"a": 10, "b": 10}, 62.0, rates, grow=False) == {"a": 10, "b": 10}
+    assert budget.fit_budget(fits, {"a": 10, "b": 10}, 31.0, rates, grow=False) == {"a": 10, "b": 10}
+    assert budget.fit_budget(fits, {"a": 10, "b": 10}, 16.0, rates, grow=False) == {"a": 5, "b": 5}
+    assert budget.fit_budget(fits, {"a": 10, "b": 10}, 0.0, rates, grow=False) == {"a": 1, "b": 1}
+
+
+def test_epochs_of_reads_a_dotted_section():
+    q = presets.quick()
+    assert budget.epochs_of(q, "fixmatch.train") == q.fixmatch.train.epochs
+    assert budget.epochs_of(q, "pretext") == q.pretext.epochs
+
+
 @pytest.mark.parametrize("rates, base, match", [
     ({"a": 0.0}, {"a": 1}, "rate > 0"),
     ({}, {"a": 1}, "rate > 0"),

@@ -119,6 +119,34 @@ def test_end_to_end_prints_the_whole_run_time(e2e):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("minutes", [0.01, 60])
+def test_a_time_cap_shrinks_the_stages_of_a_late_run_and_leaves_one_that_fits(dogs_dir, tmp_path, minutes):
+    """`max_minutes`: nothing planned before a fit is measured; then, in a run that would end after the cap, the
+    stages not yet begun lose epochs (config.json gets them, the cap cleared); a run that fits is left as given."""
+    from ssl_keras import experiment, rundir
+
+    cfg = config_lib.override(presets.tiny(), {"data": {"data_dir": dogs_dir}, "pretext": {"epochs": 3},
+                                               "max_minutes": minutes})
+    experiment.prepare(cfg)
+    lines = []
+    run_dir = tmp_path / "run"
+    experiment.run_stages(rundir.Run(cfg, str(run_dir), verbose=0, log=lines.append), ("baseline", "pretext"))
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert json.loads((run_dir / "baseline" / "stage.json").read_text())["epochs"] == 2  # before any rate: as given
+    capped = [ln for ln in lines if ln.startswith("[time cap]")]
+    if minutes < 1:
+        assert len(capped) == 1 and re.match(
+            r"\[time cap\] 0.01 min, spent \(\d+ s over\): pretext 1 epochs \(config: 3\)$", capped[0])
+        assert saved["max_minutes"] is None and saved["pretext"]["epochs"] == 1
+        assert json.loads((run_dir / "plan.json").read_text())["max_minutes"] == 0.01
+    else:
+        assert capped == [] and not (run_dir / "plan.json").exists()
+        assert saved["max_minutes"] == 60 and saved["pretext"]["epochs"] == 3
+    assert train.read_history(str(run_dir / "pretext" / "history.csv"))["epoch"] == list(
+        map(float, range(saved["pretext"]["epochs"])))
+
+
+@pytest.mark.slow
 def test_a_budgeted_run_writes_the_epochs_that_re_make_it(dogs_dir, tmp_path):
     """`--budget` sets the epochs from the probe and writes them (budget cleared) to config.json; `--config` of
     that file makes the same run again, without planning."""

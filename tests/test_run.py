@@ -82,6 +82,7 @@ def test_unknown_preset_option_or_stage_exits_2(capsys, argv, message):
         (["--set", "finetune.epochs=ten"], "`finetune.epochs` must be of type int. Received: 'ten'"),
         (["--image-size", "8"], "`image_size` must be in [16, 512]. Received: 8"),
         (["--budget", "0"], "`budget_minutes` must be > 0 (or None: epochs as given). Received: 0.0"),
+        (["--max-minutes", "-1"], "`max_minutes` must be > 0 (or None: no cap). Received: -1.0"),
         (["--set", "budget_minutes=soon"], "`budget_minutes` must be of type float. Received: 'soon'"),
         (["--config", "missing.json"], "Cannot read config file 'missing.json'"),
         (["predict"], "`predict` needs at least one photo"),
