@@ -10,7 +10,9 @@ measures this machine's matmul rate (`ssl_keras.speed.run_matmul_gflops`) and gi
 here, the work the slow machine would do in the budget, as training runs at about the same share
 of the matmul rate on both (~30 %). Its time on the slow machine is a projection: the command's
 wall time here x this machine's rate / slow. `--fixed NAME KEY=VALUE ...` adds a run without a
-budget (a smaller workload, set by config values), projected the same way.
+budget (a smaller workload, set by config values), projected the same way; where its config has a time cap
+(`max_minutes`, `quick`'s 14), the cap is scaled as a budget is (cap x slow / this machine's rate), so the run
+shrinks here where the slow machine's run would.
 
 Each run is `python -m ssl_keras.run --preset P --data-dir D --seed S --budget M [--set ...]`
 made by `results_table.run_seed` (every stage but the export) in a child process; its wall time

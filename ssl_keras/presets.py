@@ -15,30 +15,26 @@ from ssl_keras.methods.self_training import SelfTrainingConfig
 
 
 def quick() -> Config:
-    """The first command: about 14 to 16 minutes on a slow 2-core CPU (projected), export aside, 32 px.
+    """The first command, 32 px: about 13 minutes on a slow 2-core CPU (projected), at most 14 (its time cap).
 
     `python -m ssl_keras.run --preset quick --data-dir ../shared/data/dogs`
 
     The slow CPU is one whose float32 matmul reaches 50 GFLOP/s (the slowest seen); times on it are projected
-    from faster machines (a run's time x their matmul rate / 50). 32 px kept the most gain of the workloads tried
-    in 13 slow minutes (BENCHMARKS.md §6.1). Every stage runs a one-cycle schedule at 3x the default learning rate,
-    and the labelled stages validate every 3rd epoch (and the last 5): the best validation accuracy of the shipped
-    classifier in two rounds of side-by-side runs (§6.3). Its training pipelines run without tf.data's autotuning
-    (§6.3, round 4: the same arithmetic, no slower; no stall at a fit's end in 75 fits without it, §6.4).
-    Its backbone has 1.5x the default channels (24-192, 245k parameters) and the epochs (41/2/46/6; round 9 made
-    the rotation task's 3) that `--budget 15` resolved for that width on a 2-core Intel Xeon (AVX-512): in rounds 5 to 7 of §6.3, measured
-    side by side with the 16-128 channels on that Xeon (float32 matmul 315-390 GFLOP/s), it had the best
-    validation accuracy of the shipped classifier at 15 slow minutes (35.6 and 35.7 % against 34.9 and 33.7 %)
-    and against `quick` as it was (35.2 against 32.5 %, seeds 0-2), and it runs at a larger share of the matmul
-    rate (the rotation task 40 %, FixMatch 37 %, against 33 and 21 %).
-    Time (before round 9): in a fresh clone on that Xeon (float32 matmul 317-379 GFLOP/s in the same run) the
-    command took 172 s, 129 s without the export: 13.6 to 16.3 minutes projected on the slow CPU, at either end
-    of that matmul range. Result: `results/quick` (`python benchmarks/results_table.py --preset quick --seeds 0 1 2
-    --name quick`, re-made after round 9 on a 2-core AMD EPYC) and the README, with the machine and its matmul
-    rate measured in the same runs.
-    It skips the all-frozen comparison (never shipped; `--set also_frozen=true` brings it back) and gives its
-    time to a third rotation epoch: side by side on a 2-core AMD EPYC (matmul 190-202 GFLOP/s), validation of
-    the shipped 37.5 against 33.8 %, higher in every seed, in less time (§6.3, round 9, results/frozen_to_pretext).
+    from faster machines (a run's time x their matmul rate / 50): 12.6-12.8 slow minutes from a 2-core AMD EPYC
+    (matmul 190-201 GFLOP/s, §6.3 rounds 10-11); a Xeon, whose training runs at a smaller share of its matmul
+    rate, projected about 1.25x as much for `quick` before round 9. Hence `max_minutes=14`: once the baseline's
+    speed is measured, a run that would end after 14 minutes gives the stages not yet begun fewer epochs, in
+    these proportions (never more: on a faster machine the epochs stay as given).
+    32 px kept the most gain of the workloads tried in 13 slow minutes (BENCHMARKS.md §6.1). Every stage runs a
+    one-cycle schedule at 3x the default learning rate, and the labelled stages validate every 3rd epoch (and the
+    last 5) (§6.3). Its training pipelines run without tf.data's autotuning (§6.3, round 4). Its backbone has 1.5x
+    the default channels (24-192, 245k parameters), chosen side by side on a 2-core Intel Xeon (rounds 5 to 7).
+    It skips the all-frozen comparison (never shipped; `--set also_frozen=true` brings it back; round 9). Epochs
+    41/4/46/8 (baseline, rotation task, fine-tuning, FixMatch): rounds 10 and 11 of §6.3 gave the minutes round 9
+    left to one more rotation epoch and two more FixMatch epochs; validation of the shipped 37.8 against 35.6 %
+    over the two rounds (higher in 5 of 6 seeds), 12.6-12.8 against 11.3-11.6 projected minutes.
+    Result: `results/quick` (`python benchmarks/results_table.py --preset quick --seeds 0 1 2 --name quick`, on
+    a 2-core AMD EPYC) and the README, with the machine and its matmul rate measured in the same runs.
     On a faster machine, `--budget MINUTES` trains more epochs in the same time.
     """
     fast = dict(schedule="onecycle", learning_rate=3e-3, autotune=False)
