@@ -11,7 +11,7 @@ here, the work the slow machine would do in the budget, as training runs at abou
 of the matmul rate on both (~30 %). Its time on the slow machine is a projection: the command's
 wall time here x this machine's rate / slow. `--fixed NAME KEY=VALUE ...` adds a run without a
 budget (a smaller workload, set by config values), projected the same way; where its config has a time cap
-(`max_minutes`, `quick`'s 14), the cap is scaled as a budget is (cap x slow / this machine's rate), so the run
+(`max_minutes`, `quick`'s 15), the cap is scaled as a budget is (cap x slow / this machine's rate), so the run
 shrinks here where the slow machine's run would.
 
 Each run is `python -m ssl_keras.run --preset P --data-dir D --seed S --budget M [--set ...]`
@@ -75,11 +75,11 @@ def child(args) -> None:
 
     name, seed, minutes, scale = args.child[0], int(args.child[1]), float(args.child[2]), float(args.child[3])
     sets = list(args.set) + ([f"budget_minutes={minutes}"] if minutes > 0 else [])
-    argv = ["--preset", args.preset, "--data-dir", args.data_dir, "--models", args.models, "--seeds", str(seed)]
-    rt = results_table.parse(argv + [a for s in sets for a in ("--set", s)])
+    rt = results_table.parse(["--preset", args.preset, "--data-dir", args.data_dir, "--models", args.models,
+                              "--seeds", str(seed)] + [a for s in sets for a in ("--set", s)])
     cap = results_table.config_for(rt, seed).max_minutes
     if cap and minutes <= 0:  # the time cap in the slow machine's minutes, as the budget is (SCALE = slow / here)
-        rt = results_table.parse(argv + [a for s in sets + [f"max_minutes={cap * scale:.3f}"] for a in ("--set", s)])
+        rt.set.append(f"max_minutes={cap * scale:.3f}")
     from ssl_keras import quiet
 
     quiet.import_tensorflow()

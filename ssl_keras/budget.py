@@ -231,14 +231,6 @@ def overrides(epochs: dict[str, int]) -> dict:
     return out
 
 
-def epochs_of(cfg, key: str) -> int:
-    """The epochs `cfg` gives the config section `key` (`"fixmatch.train"` -> `cfg.fixmatch.train.epochs`)."""
-    node = cfg
-    for part in key.split("."):
-        node = getattr(node, part)
-    return node.epochs
-
-
 def duration(seconds: float) -> str:
     """`42 s`, `3.5 min`, `14 min`."""
     if seconds < 90:

@@ -350,7 +350,7 @@ def _fit_budget(run: Run, stages, plan: dict, before: str) -> None:
     seconds = minutes * 60 - (clock.now() - clock.start_time)
     rates = {f.name: clock.rate_for(f) for f in left}
     epochs = budget.fit_budget(left, plan["config_epochs"], seconds, rates, grow=not cap)
-    if cap and all(n == budget.epochs_of(run.cfg, k) for k, n in epochs.items()):
+    if cap and all(epochs[f.key] == f.epochs for f in left if f.key):  # the config's epochs fit: as given
         return
     if not epochs:
         return

@@ -113,12 +113,6 @@ def test_a_cap_shrinks_a_run_that_would_be_late_and_never_grows_one_that_fits():
     assert budget.fit_budget(fits, {"a": 10, "b": 10}, 0.0, rates, grow=False) == {"a": 1, "b": 1}
 
 
-def test_epochs_of_reads_a_dotted_section():
-    q = presets.quick()
-    assert budget.epochs_of(q, "fixmatch.train") == q.fixmatch.train.epochs
-    assert budget.epochs_of(q, "pretext") == q.pretext.epochs
-
-
 @pytest.mark.parametrize("rates, base, match", [
     ({"a": 0.0}, {"a": 1}, "rate > 0"),
     ({}, {"a": 1}, "rate > 0"),
