@@ -466,3 +466,35 @@ def test_autotune_off_reaches_fit_and_trains_the_same(tmp_path, datasets):
         train.fit(model, datasets[0].repeat(), datasets[1], StageConfig(epochs=1, autotune=autotune),
                   str(tmp_path / str(autotune)), steps_per_epoch=STEPS, verbose=0)
     assert seen[0] is not False and seen[1] is False  # unset (None) is tf.data's default: on
+
+
+@pytest.mark.parametrize("kind", ["classifier", "fixmatch"])
+def test_build_state_makes_every_variable_so_the_first_step_is_traced_once(kind):
+    """A variable made inside `fit`'s first step (an optimizer slot, a metric's total, a loss tracker) makes
+    TensorFlow trace the step again; `build_state` makes them all first, and the logs keep Keras' names."""
+    from ssl_keras.methods import fixmatch
+
+    model = _model()
+    x, y = _pixels(4), np.array([0, 1, 2, 0])
+    if kind == "classifier":
+        train.compile_model(model, StageConfig(epochs=1), 1)
+        data = tf.data.Dataset.from_tensors((x, y))
+    else:
+        model = models.build_trainer(model, CFG, SIZE, consistency=True)
+        train.compile_model(model, StageConfig(epochs=1), 1,
+                            loss={"breed": "sparse_categorical_crossentropy",
+                                  "consistency": fixmatch.confident_cross_entropy(0.7, 3)},
+                            metrics={"breed": ["accuracy"], "consistency": [fixmatch.confident_fraction(0.7, 3)]})
+        data = tf.data.Dataset.from_tensors(({"labelled": x, "weak": x, "strong": x},
+                                             {"breed": y, "consistency": np.zeros(4, "float32")}))
+    train.build_state(model, data)
+    made = []
+
+    def creator(next_creator, **kwargs):
+        made.append(kwargs.get("name"))
+        return next_creator(**kwargs)
+
+    with tf.variable_creator_scope(creator):
+        history = model.fit(data, epochs=1, verbose=0)
+    assert made == []
+    assert ("accuracy" if kind == "classifier" else "breed_accuracy") in history.history
