@@ -7,7 +7,8 @@
 Each seed is the run `python -m ssl_keras.run --preset P --seed S --data-dir D --run-dir models/results-NAME/seedS
 --resume [--method M] [--set ...]` makes, every stage but the export, made in-process by `ssl_keras.experiment`
 with the config `ssl_keras.run.resolve` makes of those flags. A finished seed is read back, an interrupted one
-resumes; a seed made with another config stops the command. NAME is the preset unless `--name` says otherwise.
+resumes; a seed made with another config stops the command (a run that a time cap or a budget planned is
+compared as its plan.json says it re-planned its epochs). NAME is the preset unless `--name` says otherwise.
 Writes, under `results/NAME/`: table.md (each classifier's test accuracy, its gap to the baseline, the classifier
 picked by validation accuracy, with the command and the machine), comparison.png, and per seed the run's
 report.json, config.json, split.json, and each stage's history.csv, curves.png and stage.json.
@@ -30,7 +31,7 @@ from ssl_keras import run as cli
 
 # Plots that show a photo (prediction.png, pretext/rotations.png) stay in the run directory: the photos are
 # ImageNet's and are not committed.
-KEEP = ("report.json", "config.json", "split.json", "speed.json")
+KEEP = ("report.json", "config.json", "split.json", "speed.json", "plan.json")
 STAGE_KEEP = ("history.csv", "curves.png", "stage.json", "test_metrics.json", "pseudo_labels.json")
 STAGES = tuple(s for s in experiment.STAGES if s != "export")
 
@@ -59,6 +60,21 @@ def config_for(args, seed: int):
     return cfg
 
 
+def planned(cfg, run_dir: str):
+    """`cfg` as a run of it under a time cap or a budget rewrote its config.json: the epochs of each plan in its
+    plan.json, the cap and the budget cleared (`experiment._fit_budget`); `cfg` itself without a plan."""
+    from ssl_keras import budget, rundir
+
+    path = os.path.join(run_dir, "plan.json")
+    plans = rundir.read_json(path).get("plans", []) if os.path.exists(path) else []
+    if not plans:
+        return cfg
+    epochs = {}
+    for plan in plans:  # each plan sets the sections not yet begun
+        epochs.update(plan["epochs"])
+    return config_lib.override(cfg, {**budget.overrides(epochs), "budget_minutes": None, "max_minutes": None})
+
+
 def run_seed(args, seed: int, name: str, started: float | None = None) -> str:
     """Runs (or resumes) one seed's experiment; returns its run directory. `started`: when the command began
     (time.monotonic), where a budget counts from (default: now)."""
@@ -67,7 +83,7 @@ def run_seed(args, seed: int, name: str, started: float | None = None) -> str:
     cfg = config_for(args, seed)
     run_dir = os.path.join(args.models, f"results-{name}", f"seed{seed}")
     saved = os.path.join(run_dir, "config.json")
-    if os.path.exists(saved) and rundir.read_json(saved) != config_lib.to_dict(cfg):
+    if os.path.exists(saved) and rundir.read_json(saved) != config_lib.to_dict(planned(cfg, run_dir)):
         raise SystemExit(f"{run_dir} was made with another config than this command resolves (the preset or the "
                          f"code changed since?). Remove {run_dir} to make it again, or pass another --name.")
     if not os.path.exists(os.path.join(run_dir, "report.json")):

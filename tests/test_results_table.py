@@ -99,3 +99,26 @@ def test_label_efficiency_report_states_the_stopping_rule_and_the_labels_saved(t
     # fine-tuned 30 % at 10 labels: half-way from 20 % (10 labels) to 40 % (100 labels) on a log scale -> ~32
     assert "| 10 | 20.0 ± 0.0 | 10.0 ± 0.0 | 30.0 ± 0.0 | 30.0 ± 0.0 | ~32 | ~32 |" in text
     assert "| 100 | 40.0 ± 0.0 | 20.0 ± 0.0 | 50.0 ± 0.0 | 50.0 ± 0.0 | >100 | >100 |" in text
+
+
+def test_a_run_the_time_cap_shrank_is_read_back_not_refused(tmp_path):
+    """A cap rewrites config.json with the epochs it planned (plan.json); re-reading the seed compares against those."""
+    from ssl_keras import budget
+    from ssl_keras import config as config_lib
+
+    rt = load_benchmark("results_table")
+    args = rt.parse(["--preset", "tiny", "--seeds", "0", "--data-dir", str(tmp_path / "photos"), "--name", "t",
+                     "--models", str(tmp_path / "models"), "--set", "max_minutes=1"])
+    cfg = rt.config_for(args, 0)
+    run_dir = tmp_path / "models" / "results-t" / "seed0"
+    run_dir.mkdir(parents=True)
+    plans = [{"before": "pretext", "epochs": {"pretext": 1, "finetune": 2}},
+             {"before": "finetune", "epochs": {"finetune": 1}}]
+    shrunk = config_lib.override(cfg, {**budget.overrides({"pretext": 1, "finetune": 1}), "max_minutes": None})
+    (run_dir / "config.json").write_text(json.dumps(config_lib.to_dict(shrunk)))
+    (run_dir / "plan.json").write_text(json.dumps({"max_minutes": 1, "plans": plans}))
+    (run_dir / "report.json").write_text("{}")  # finished: read back, not run
+    assert rt.run_seed(args, 0, "t") == str(run_dir)
+    (run_dir / "plan.json").write_text(json.dumps({"max_minutes": 1, "plans": plans[:1]}))  # not how it was made
+    with pytest.raises(SystemExit, match="made with another config"):
+        rt.run_seed(args, 0, "t")
