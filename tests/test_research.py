@@ -104,3 +104,26 @@ def test_stall_watch_patches_the_command_and_its_child_processes(tmp_path):
     assert out[:2] == [watched, watched]
     plain = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True, check=True).stdout
     assert plain.strip() == "Pace.on_train_end Checkpointer.finish"
+
+
+def test_rate_ratios_gives_each_fit_over_its_baseline_and_the_budget_used(tmp_path, capsys):
+    rr = load_benchmark("rate_ratios", "research")
+
+    def run(name, pretext, budget_minutes=None, seconds=60.0):
+        d = tmp_path / name
+        d.mkdir()
+        fits = {"baseline": {"samples_per_s": 1000.0, "seconds": seconds / 2},
+                "pretext": {"samples_per_s": pretext, "seconds": seconds / 2}}
+        (d / "speed.json").write_text(json.dumps({"matmul_gflops": {"start": 200.0}, "train_mflop_per_sample": 51.9,
+                                                  "fits": fits}))
+        if budget_minutes:
+            (d / "plan.json").write_text(json.dumps({"budget_minutes": budget_minutes, "plans": [{"epochs": {}}]}))
+
+    run("a", 1500.0, budget_minutes=2.0)  # 60 s of fits in a 120 s budget
+    run("b", 2000.0)
+    run("c", 1100.0, budget_minutes=0.5)  # 60 s in 30 s: over
+    assert rr.main(str(tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert "| 51.9 | AMD EPYC | 3 | 1.10 / 1.50 / 2.00 | - | - |" in out
+    assert "Budgeted runs: 2; their fits' seconds ÷ the budget: 0.50 / 1.25 / 2.00" in out
+    assert "over the budget: 1, by at most 100%." in out
