@@ -337,13 +337,18 @@ _COMPILED = weakref.WeakKeyDictionary()  # model -> {training: its call, traced 
 def compiled_call(model, training: bool):
     """`model(x, training=training)` as one traced graph (`tf.function`) on the TensorFlow backend, made once a
     model: run eagerly, a small model's call on a batch costs its Python op by op, and validation and BatchNorm
-    re-estimation then took a third of a stage's time (BENCHMARKS §6). Other backends: the plain call."""
+    re-estimation then took a third of a stage's time (BENCHMARKS §6). A one-input model's call takes any batch size
+    in one trace (the last, smaller batch traced it again: 0.3 s of a fit's first validation). Other backends: the
+    plain call."""
     calls = _COMPILED.setdefault(model, {})
     if training not in calls:
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
-            calls[training] = tf.function(lambda x: model(x, training=training), reduce_retracing=True)
+            inputs = model.inputs if len(model.inputs) == 1 else None  # any batch size: traced once, not per size
+            signature = [tf.TensorSpec([None, *inputs[0].shape[1:]], inputs[0].dtype)] if inputs else None
+            calls[training] = tf.function(lambda x: model(x, training=training), input_signature=signature,
+                                          reduce_retracing=signature is None)
         else:
             calls[training] = lambda x: model(x, training=training)
     return calls[training]
