@@ -1,4 +1,5 @@
-"""A fit's first step: traced once (the model's state made first, `train.build_state`) against twice (Keras' default).
+"""A fit's first step: traced once (the model's state made first, `train.build_state`) against twice (Keras' default);
+a fit's first validation: traced once for any batch size against once a batch size.
 
     python benchmarks/bench_first_step.py --preset quick
 
@@ -6,8 +7,9 @@ Keras on TensorFlow makes a model's optimizer slots, metrics and loss trackers i
 no distribution strategy is set; TensorFlow then traces the step a second time. For the preset's classifier, its
 rotation model and its FixMatch trainer, each at the preset's batch, this times `fit` over one step on one batch
 in memory (a fresh model each time: the trace, its graph's first run and the step), both ways, interleaved,
-`--repeats` times, and prints the medians with the float32 matmul rate measured in the same run. Writes `--out`
-(default `benchmarks/results/first_step.md`).
+`--repeats` times, and the first validation (500 photos, a fresh classifier) with the call traced once a batch
+size (as before) and once for any size (as now); prints the medians with the float32 matmul rate measured in the
+same run. Writes `--out` (default `benchmarks/results/first_step.md`).
 """
 
 from __future__ import annotations
@@ -87,12 +89,31 @@ def main(argv=None) -> int:
             for built in (False, True):
                 times[built].append(first_fit(make, built))
         twice, once = statistics.median(times[False]), statistics.median(times[True])
-        rows.append(f"| {name} | {twice:.2f} | {once:.2f} | {twice - once:.2f} |")
+        rows.append(f"| first step of the {name} | {twice:.2f} | {once:.2f} | {twice - once:.2f} |")
+    # A fit's first validation: 500 photos in batches of 256 and 244 (`rundir.EVAL_BATCH`), a fresh model each time.
+    val = tf.data.Dataset.from_tensor_slices((pixels(500), rng.integers(0, n, 500))).batch(256)
+
+    def first_validation(signature: bool) -> float:
+        model = models.build_classifier(cfg.model, size, n)
+        if not signature:  # how `train.compiled_call` traced before: once a batch shape (reduce_retracing)
+            train._COMPILED[model] = {False: tf.function(lambda x: model(x, training=False), reduce_retracing=True)}
+        start = time.perf_counter()
+        train.validate(model, val)
+        return time.perf_counter() - start
+
+    times = {False: [], True: []}
+    for _ in range(args.repeats):
+        for signature in (False, True):
+            times[signature].append(first_validation(signature))
+    per_size, once = statistics.median(times[False]), statistics.median(times[True])
+    rows.append(f"| a fit's first validation (500 photos, batches of 256 and 244): traced per batch size (before) "
+                f"against once for any size (`train.compiled_call`) | {per_size:.2f} | {once:.2f} | "
+                f"{per_size - once:.2f} |")
     matmul_end = speed.run_matmul_gflops()
     lines = [f"`python benchmarks/bench_first_step.py --preset {args.preset}`; {machine()}; float32 matmul "
              f"{matmul_start:.0f} GFLOP/s at the start, {matmul_end:.0f} at the end. `fit` over one step on one batch "
              f"in memory, a fresh model each time, median of {args.repeats} (interleaved):", "",
-             "| model | first step, traced twice (Keras' default) (s) | state made first, traced once (s) | saved (s) |",
+             "| what | before: traced twice, or once a batch size (s) | now: traced once (s) | saved (s) |",
              "|---|---:|---:|---:|", *rows]
     write_table(lines, args.out)
     return 0
