@@ -22,8 +22,8 @@ from ssl_keras.classifier_stage import best_so_far, val_score  # val_score: also
 from ssl_keras.config_base import Classifier
 from ssl_keras.files import read_json, write_json
 
-# Photos a batch when a classifier is only scored (validation, test): 500 validation photos at 32 px took 0.07 s in
-# batches of 256, 0.09 in batches of 64 (BENCHMARKS §6.2), and nothing but speed depends on it.
+# Photos a batch when a classifier is only scored (validation, test): fewer, larger calls than the training batch;
+# nothing but speed depends on it (a few hundredths of a second a validation at 32 px, BENCHMARKS §6.3 round 12).
 EVAL_BATCH = 256
 
 

@@ -338,8 +338,8 @@ def compiled_call(model, training: bool):
     """`model(x, training=training)` as one traced graph (`tf.function`) on the TensorFlow backend, made once a
     model: run eagerly, a small model's call on a batch costs its Python op by op, and validation and BatchNorm
     re-estimation then took a third of a stage's time (BENCHMARKS §6). A one-input model's call takes any batch size
-    in one trace (the last, smaller batch traced it again: 0.3 s of a fit's first validation). Other backends: the
-    plain call."""
+    in one trace (the last, smaller batch traced it again; 0.06 s a fit, `benchmarks/bench_first_step.py`). Other
+    backends: the plain call."""
     calls = _COMPILED.setdefault(model, {})
     if training not in calls:
         if keras.backend.backend() == "tensorflow":
@@ -375,8 +375,8 @@ def build_state(model, train_ds) -> None:
     """Makes a compiled model's optimizer slots, metrics and loss trackers now, from the shapes of `train_ds`'s batches.
 
     Keras on TensorFlow makes them inside the first training step when no distribution strategy was set, and a
-    variable made while `fit` traces its step makes TensorFlow trace it twice: 1.2-1.8 s of a 3 s first step of
-    `quick`'s classifier (§6.2), in every fit. This is Keras' own build from shapes (`Trainer._symbolic_build`, what
+    variable made while `fit` traces its step makes TensorFlow trace it twice: 1.5 s of a 2.7 s first step of
+    `quick`'s classifier, in every fit (`benchmarks/bench_first_step.py`, BENCHMARKS §6.3 round 12). This is Keras' own build from shapes (`Trainer._symbolic_build`, what
     `fit` runs under a strategy); without it (another Keras), the step is traced twice, as before.
     """
     symbolic_build = getattr(model, "_symbolic_build", None)
