@@ -376,8 +376,9 @@ def build_state(model, train_ds) -> None:
 
     Keras on TensorFlow makes them inside the first training step when no distribution strategy was set, and a
     variable made while `fit` traces its step makes TensorFlow trace it twice: 1.5 s of a 2.7 s first step of
-    `quick`'s classifier, in every fit (`benchmarks/bench_first_step.py`, BENCHMARKS §6.3 round 12). This is Keras' own build from shapes (`Trainer._symbolic_build`, what
-    `fit` runs under a strategy); without it (another Keras), the step is traced twice, as before.
+    `quick`'s classifier, in every fit (`benchmarks/bench_first_step.py`, BENCHMARKS §6.3 round 12). This is
+    Keras' own build from shapes (`Trainer._symbolic_build`, what `fit` runs under a strategy); without it (another
+    Keras), the step is traced twice, as before.
     """
     symbolic_build = getattr(model, "_symbolic_build", None)
     if symbolic_build is not None and hasattr(train_ds, "element_spec"):
