@@ -16,17 +16,13 @@ from __future__ import annotations
 
 import collections
 import glob
-import json
 import os
 import statistics
 import sys
 
+from ssl_keras.files import read_json
+
 LATER = ("pretext", "finetune_1", "fixmatch")
-
-
-def _read(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 def _spread(values) -> str:
@@ -37,7 +33,7 @@ def main(folder: str) -> int:
     groups = collections.defaultdict(list)
     used = []
     for path in sorted(glob.glob(os.path.join(folder, "**", "speed.json"), recursive=True)):
-        speed = _read(path)
+        speed = read_json(path)
         fits = speed["fits"]
         if "baseline" not in fits:
             continue
@@ -45,9 +41,10 @@ def main(folder: str) -> int:
         base = fits["baseline"]["samples_per_s"]
         groups[(round(speed["train_mflop_per_sample"], 1), machine)].append(
             {k: fits[k]["samples_per_s"] / base for k in LATER if k in fits})
-        plan = os.path.join(os.path.dirname(path), "plan.json")
-        if os.path.exists(plan) and _read(plan).get("budget_minutes") and _read(plan).get("plans"):
-            used.append(sum(f["seconds"] for f in fits.values()) / (60 * _read(plan)["budget_minutes"]))
+        plan_path = os.path.join(os.path.dirname(path), "plan.json")
+        plan = read_json(plan_path) if os.path.exists(plan_path) else {}
+        if plan.get("budget_minutes") and plan.get("plans"):
+            used.append(sum(f["seconds"] for f in fits.values()) / (60 * plan["budget_minutes"]))
     print("| MFLOP / sample | machine | runs | " + " | ".join(f"{k} ÷ baseline (min / median / max)" for k in LATER)
           + " |")
     print("|---:|---|---:|" + "---|" * len(LATER))
