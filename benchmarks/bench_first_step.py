@@ -62,11 +62,7 @@ def main(argv=None) -> int:
     def trainer():
         mc = cfg.fixmatch
         model = models.build_trainer(models.build_classifier(cfg.model, size, n), cfg.model, size, consistency=True)
-        train.compile_model(model, mc.train, 1,
-                            loss={"breed": "sparse_categorical_crossentropy",
-                                  "consistency": fixmatch.confident_cross_entropy(mc.threshold, n, mc.align)},
-                            metrics={"breed": ["accuracy"],
-                                     "consistency": [fixmatch.confident_fraction(mc.threshold, n, mc.align)]})
+        train.compile_model(model, mc.train, 1, **fixmatch.compile_args(mc, n))
         u = mc.ratio * b
         x = {"labelled": pixels(b), "weak": pixels(u), "strong": pixels(u)}
         y = {"breed": rng.integers(0, n, b), "consistency": np.zeros(u, "float32")}

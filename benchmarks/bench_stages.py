@@ -89,10 +89,7 @@ def stage_models(run, cfg):
     mc = cfg.fixmatch
     trainer = models.build_trainer(models.build_classifier(cfg.model, d.image_size, n), cfg.model, d.image_size,
                                    consistency=True)
-    train.compile_model(trainer, mc.train, 100,
-                        loss={"breed": "sparse_categorical_crossentropy",
-                              "consistency": fixmatch.confident_cross_entropy(mc.threshold, n)},
-                        loss_weights={"breed": 1.0, "consistency": mc.weight}, metrics=None)
+    train.compile_model(trainer, mc.train, 100, **{**fixmatch.compile_args(mc, n), "metrics": None})
     unlabelled = data.unlabelled_dataset(run.source, run.pool, d.image_size, mc.ratio * d.batch_size, seed=0)
     ds = fixmatch.dataset(run.dataset("labelled", training=True, stage=mc.train, repeat=True), unlabelled,
                           mc.strong_ops, mc.strong_factor, 0)

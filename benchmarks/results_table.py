@@ -72,7 +72,7 @@ def planned(cfg, run_dir: str):
     epochs = {}
     for plan in plans:  # each plan sets the sections not yet begun
         epochs.update(plan["epochs"])
-    return config_lib.override(cfg, {**budget.overrides(epochs), "budget_minutes": None, "max_minutes": None})
+    return budget.planned(cfg, epochs)
 
 
 def run_seed(args, seed: int, name: str, started: float | None = None) -> str:

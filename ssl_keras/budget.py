@@ -220,15 +220,18 @@ def fit_budget(fits_left: list[Fit], base: dict[str, int], seconds: float, rates
     return epochs
 
 
-def overrides(epochs: dict[str, int]) -> dict:
-    """`{"fixmatch.train": 8}` -> `{"fixmatch": {"train": {"epochs": 8}}}`, as `config.override` takes it."""
-    out: dict = {}
+def planned(cfg, epochs: dict[str, int]):
+    """`cfg` with these epochs (`{"fixmatch.train": 8}`: `fixmatch.train.epochs`), its budget and time cap
+    cleared: what a planned run writes to config.json, which `--config` re-makes without planning again."""
+    from ssl_keras import config
+
+    changes: dict = {"budget_minutes": None, "max_minutes": None}
     for key, n in epochs.items():
-        node = out
+        node = changes
         for part in key.split("."):
             node = node.setdefault(part, {})
         node["epochs"] = n
-    return out
+    return config.override(cfg, changes)
 
 
 def duration(seconds: float) -> str:

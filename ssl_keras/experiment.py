@@ -354,7 +354,7 @@ def _fit_budget(run: Run, stages, plan: dict, before: str) -> None:
         return
     if not epochs:
         return
-    run.cfg = config_lib.override(run.cfg, {**budget.overrides(epochs), "budget_minutes": None, "max_minutes": None})
+    run.cfg = budget.planned(run.cfg, epochs)
     write_json(run.path("config.json"), config_lib.to_dict(run.cfg))
     clock.set_fits(budget.fits(run.cfg, plan["sizes"], stages))
     plan["plans"].append({"before": before, "seconds_left": round(seconds, 1), "epochs": epochs,

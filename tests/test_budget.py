@@ -124,12 +124,12 @@ def test_fit_budget_errors(rates, base, match):
         budget.fit_budget([budget.Fit("a", "a", 1, 1, 1.0, 0.0)], base, 10.0, rates)
 
 
-def test_overrides_and_duration():
-    assert budget.overrides({"pretext": 3, "fixmatch.train": 8}) == {"pretext": {"epochs": 3},
-                                                                    "fixmatch": {"train": {"epochs": 8}}}
-    cfg = config_lib.override(presets.quick(), budget.overrides({"pretext": 3, "fixmatch.train": 8}))
+def test_planned_and_duration():
+    cfg = budget.planned(config_lib.override(presets.quick(), {"budget_minutes": 5}), {"pretext": 3, "fixmatch.train": 8})
     assert (cfg.pretext.epochs, cfg.fixmatch.train.epochs) == (3, 8)
+    assert (cfg.budget_minutes, cfg.max_minutes) == (None, None)
     assert cfg.baseline.epochs == presets.quick().baseline.epochs
+    assert cfg.fixmatch.train.learning_rate == presets.quick().fixmatch.train.learning_rate
     assert [budget.duration(s) for s in (4.4, 89, 90, 599, 600, 3000)] == \
         ["4 s", "89 s", "1.5 min", "10.0 min", "10 min", "50 min"]
 

@@ -481,10 +481,7 @@ def test_build_state_makes_every_variable_so_the_first_step_is_traced_once(kind)
         data = tf.data.Dataset.from_tensors((x, y))
     else:
         model = models.build_trainer(model, CFG, SIZE, consistency=True)
-        train.compile_model(model, StageConfig(epochs=1), 1,
-                            loss={"breed": "sparse_categorical_crossentropy",
-                                  "consistency": fixmatch.confident_cross_entropy(0.7, 3)},
-                            metrics={"breed": ["accuracy"], "consistency": [fixmatch.confident_fraction(0.7, 3)]})
+        train.compile_model(model, StageConfig(epochs=1), 1, **fixmatch.compile_args(fixmatch.FixMatchConfig(), 3))
         data = tf.data.Dataset.from_tensors(({"labelled": x, "weak": x, "strong": x},
                                              {"breed": y, "consistency": np.zeros(4, "float32")}))
     train.build_state(model, data)

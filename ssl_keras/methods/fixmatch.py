@@ -93,6 +93,17 @@ def confident_fraction(threshold: float, num_classes: int, align: bool = False):
     return keras.metrics.MeanMetricWrapper(confident, name="confident")
 
 
+def compile_args(method_cfg, num_classes: int) -> dict:
+    """The trainer's `loss`, `loss_weights` and `metrics` (as `train.compile_model` and `train.fit` take them)
+    for a `FixMatchConfig`: the breed's cross-entropy and accuracy, and the confident cross-entropy times
+    `weight` with its confident fraction."""
+    t, align = method_cfg.threshold, method_cfg.align
+    return {"loss": {"breed": "sparse_categorical_crossentropy",
+                     "consistency": confident_cross_entropy(t, num_classes, align)},
+            "loss_weights": {"breed": 1.0, "consistency": method_cfg.weight},
+            "metrics": {"breed": ["accuracy"], "consistency": [confident_fraction(t, num_classes, align)]}}
+
+
 def dataset(labelled, unlabelled, strong_ops: int, strong_factor: float, seed: int):
     """Endless trainer batches from endless labelled (x, y) batches and unlabelled x batches.
 
@@ -140,15 +151,9 @@ def train_classifier(classifier, model_cfg, image_size, num_classes, method_cfg,
     from ssl_keras import models, train
 
     trainer = models.build_trainer(classifier, model_cfg, image_size, consistency=True)
-    loss = confident_cross_entropy(method_cfg.threshold, num_classes, method_cfg.align)
     return train.fit(trainer, dataset(labelled, unlabelled, method_cfg.strong_ops, method_cfg.strong_factor, seed),
                      val, method_cfg.train, stage_dir, steps_per_epoch=steps_per_epoch, resume=resume,
-                     keep=classifier, loss={"breed": "sparse_categorical_crossentropy", "consistency": loss},
-                     loss_weights={"breed": 1.0, "consistency": method_cfg.weight},
-                     metrics={"breed": ["accuracy"],
-                              "consistency": [confident_fraction(method_cfg.threshold, num_classes,
-                                                                                 method_cfg.align)]},
-                     verbose=verbose, log=log, clock=clock,
+                     keep=classifier, **compile_args(method_cfg, num_classes), verbose=verbose, log=log, clock=clock,
                      before_validation=None if photos is None else lambda m: train.recalibrate_batchnorm(m, photos))
 
 
