@@ -161,7 +161,7 @@ def fits(cfg, counts: dict[str, int], stages=PLAN_STAGES) -> list[Fit]:
             elif c.method == "fixmatch":
                 mc = cfg.fixmatch
                 out.append(Fit(c.dir, "fixmatch.train", mc.train.epochs, math.ceil(pool / (mc.ratio * b)),
-                               b + mc.ratio * b * (1 + FORWARD), val + recal))
+                               b + mc.ratio * b * (1 + FORWARD), val + FORWARD * mc.bn_batches * b))
     if "evaluate" in stages:
         out.append(Fit("evaluate", None, 1, 0, 0, FORWARD * counts["test"] * len(table)))
     return out

@@ -40,6 +40,8 @@ def test_fits_of_the_quick_preset():
                                                                math.ceil(9752 / (7 * b)))
     assert fixmatch.step_samples == pytest.approx(b + 7 * b + 7 * b / 3)
     assert fixmatch.epoch_samples == pytest.approx(500 / 3 + 50 * b / 3)
+    fewer = {f.name: f for f in _fits(config_lib.override(q, {"fixmatch": {"bn_batches": 10}}))}["fixmatch"]
+    assert fewer.epoch_samples == pytest.approx(500 / 3 + 10 * b / 3)  # BatchNorm re-estimated on 10 batches
     assert fits["evaluate"] == budget.Fit("evaluate", None, 1, 0, 0, 1000 * 4 / 3)  # 4 classifiers
     assert fits["pretext"].samples == q.pretext.epochs * (138 * 256 + 1300)
 

@@ -194,6 +194,7 @@ def test_the_config_and_the_command_line_import_no_tensorflow():
         ({"baseline": {"validate_every": 0}}, "`validate_every` must be >= 1. Received: 0"),
         ({"pretext": {"schedule": "linear"}}, "`schedule` must be one of \\('cosine', 'onecycle'\\). Received: 'linear'"),
         ({"data": {"pretext_batch_size": -1}}, "`pretext_batch_size` must be 0 \\(batch_size\\) or >= 1. Received: -1"),
+        ({"fixmatch": {"bn_batches": 0}}, "`fixmatch.bn_batches` must be >= 1. Received: 0"),
     ],
 )
 def test_stage_schedule_validation_and_pretext_batch_are_checked(values, message):

@@ -30,6 +30,8 @@ class FixMatchConfig:
     `align`: distribution alignment (ReMixMatch, Berthelot et al. 2020), on each unlabelled batch:
     the weak view's probabilities are divided by their mean over the batch and renormalised, so
     pseudo-labels no longer pile up on the breeds the classifier already favours (uniform prior).
+    `bn_batches`: batches of the pool's photos that BatchNorm's moving statistics are re-estimated on before each
+    validation (`train.recalibrate_batchnorm`).
     """
 
     threshold: float = 0.7
@@ -39,6 +41,7 @@ class FixMatchConfig:
     strong_factor: float = 0.5
     init: str = "teacher"
     align: bool = False
+    bn_batches: int = 50
     train: StageConfig = field(default_factory=lambda: StageConfig(epochs=20, learning_rate=3e-4))
 
     def __post_init__(self):
@@ -48,6 +51,7 @@ class FixMatchConfig:
         check(self.strong_ops >= 1, f"`fixmatch.strong_ops` must be >= 1. Received: {self.strong_ops}")
         check(0.0 < self.strong_factor <= 1.0,
               f"`fixmatch.strong_factor` must be in (0, 1]. Received: {self.strong_factor}")
+        check(self.bn_batches >= 1, f"`fixmatch.bn_batches` must be >= 1. Received: {self.bn_batches}")
         check(self.init in STUDENT_INITS, f"`fixmatch.init` must be one of {STUDENT_INITS}. Received: {self.init!r}")
 
 
@@ -154,7 +158,7 @@ def train_classifier(classifier, model_cfg, image_size, num_classes, method_cfg,
     return train.fit(trainer, dataset(labelled, unlabelled, method_cfg.strong_ops, method_cfg.strong_factor, seed),
                      val, method_cfg.train, stage_dir, steps_per_epoch=steps_per_epoch, resume=resume,
                      keep=classifier, **compile_args(method_cfg, num_classes), verbose=verbose, log=log, clock=clock,
-                     before_validation=None if photos is None else lambda m: train.recalibrate_batchnorm(m, photos))
+                     before_validation=None if photos is None else lambda m: train.recalibrate_batchnorm(m, photos, method_cfg.bn_batches))
 
 
 def classifiers(cfg) -> list[Classifier]:
