@@ -39,9 +39,9 @@ def test_fits_of_the_quick_preset():
     assert (fixmatch.key, fixmatch.epochs, fixmatch.steps) == ("fixmatch.train", q.fixmatch.train.epochs,
                                                                math.ceil(9752 / (7 * b)))
     assert fixmatch.step_samples == pytest.approx(b + 7 * b + 7 * b / 3)
-    assert fixmatch.epoch_samples == pytest.approx(500 / 3 + 50 * b / 3)
-    fewer = {f.name: f for f in _fits(config_lib.override(q, {"fixmatch": {"bn_batches": 10}}))}["fixmatch"]
-    assert fewer.epoch_samples == pytest.approx(500 / 3 + 10 * b / 3)  # BatchNorm re-estimated on 10 batches
+    assert fixmatch.epoch_samples == pytest.approx(500 / 3 + 20 * b / 3)  # BatchNorm re-estimated on 20 batches
+    more = {f.name: f for f in _fits(config_lib.override(q, {"fixmatch": {"bn_batches": 50}}))}["fixmatch"]
+    assert more.epoch_samples == pytest.approx(500 / 3 + 50 * b / 3)
     assert fits["evaluate"] == budget.Fit("evaluate", None, 1, 0, 0, 1000 * 4 / 3)  # 4 classifiers
     assert fits["pretext"].samples == q.pretext.epochs * (138 * 256 + 1300)
 

@@ -300,6 +300,20 @@ def test_batchnorm_statistics_dragged_by_strong_views_are_re_estimated_on_photos
     np.testing.assert_allclose(recalibrated, clean, atol=0.01 * np.abs(clean).max())
 
 
+def test_fixmatch_re_estimates_batchnorm_on_its_bn_batches_before_each_validation(monkeypatch):
+    """`fixmatch.bn_batches` is how many batches of photos each re-estimation takes."""
+    calls, steps = {}, []
+    monkeypatch.setattr(train, "fit", lambda *args, **kwargs: calls.update(kwargs) or {})
+    monkeypatch.setattr(train, "recalibrate_batchnorm", lambda model, batches, n: steps.append(n))
+    classifier = models.build_classifier(CFG, S, 3)
+    photos = tf.data.Dataset.from_tensors(tf.constant(_pixels(4))).repeat()
+    labelled = tf.data.Dataset.from_tensors((tf.constant(_pixels(4)), tf.constant([0, 1, 2, 0]))).repeat()
+    fixmatch.train_classifier(classifier, CFG, S, 3, fixmatch.FixMatchConfig(bn_batches=7), labelled, photos, None,
+                              steps_per_epoch=1, stage_dir="unused", photos=photos)
+    calls["before_validation"](classifier)
+    assert steps == [7]
+
+
 # --- a new method: one module and one line ----------------------------------------------------------------------
 
 TOY_METHOD = textwrap.dedent('''
