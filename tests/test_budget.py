@@ -127,7 +127,8 @@ def test_fit_budget_errors(rates, base, match):
 
 
 def test_planned_and_duration():
-    cfg = budget.planned(config_lib.override(presets.quick(), {"budget_minutes": 5}), {"pretext": 3, "fixmatch.train": 8})
+    budgeted = config_lib.override(presets.quick(), {"budget_minutes": 5})
+    cfg = budget.planned(budgeted, {"pretext": 3, "fixmatch.train": 8})
     assert (cfg.pretext.epochs, cfg.fixmatch.train.epochs) == (3, 8)
     assert (cfg.budget_minutes, cfg.max_minutes) == (None, None)
     assert cfg.baseline.epochs == presets.quick().baseline.epochs

@@ -158,7 +158,8 @@ def train_classifier(classifier, model_cfg, image_size, num_classes, method_cfg,
     return train.fit(trainer, dataset(labelled, unlabelled, method_cfg.strong_ops, method_cfg.strong_factor, seed),
                      val, method_cfg.train, stage_dir, steps_per_epoch=steps_per_epoch, resume=resume,
                      keep=classifier, **compile_args(method_cfg, num_classes), verbose=verbose, log=log, clock=clock,
-                     before_validation=None if photos is None else lambda m: train.recalibrate_batchnorm(m, photos, method_cfg.bn_batches))
+                     before_validation=None if photos is None
+                     else lambda m: train.recalibrate_batchnorm(m, photos, method_cfg.bn_batches))
 
 
 def classifiers(cfg) -> list[Classifier]:
