@@ -19,7 +19,9 @@ made by `results_table.run_seed` (every stage but the export) in a child process
 is the child's, from start to the report (Python, TensorFlow and the photo folder's reading
 included). Kept under `results/gain_vs_budget/<case>/seed<S>/`: report.json, config.json (the
 epochs the budget resolved: `--config` re-makes the run), plan.json, speed.json, wall_time.json.
-Writes `results/gain_vs_budget/table.md` and `docs/gain_vs_budget.png`.
+Writes `results/gain_vs_budget/table.md` and `docs/gain_vs_budget.png`. With `--test-scores FILE` (written by
+`research/full_test.py --json`) the finished runs' accuracies are those on every test photo instead of each run's
+own (capped) test photos, into `table_all_test.md`.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def parse(argv):
     p.add_argument("--models", default="models/gain_vs_budget")
     p.add_argument("--out", default="results/gain_vs_budget")
     p.add_argument("--plot", default="docs/gain_vs_budget.png")
+    p.add_argument("--test-scores", help="the runs' accuracies on all test photos (`research/full_test.py --json`)")
     p.add_argument("--child", nargs=4, metavar=("NAME", "SEED", "MINUTES", "SCALE"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -127,11 +130,23 @@ def run_case(args, name: str, budget: float | None, values: list[str], seed: int
     return row
 
 
+def rescored(args, row: dict) -> dict:
+    """The row with the baseline's and the shipped classifier's accuracies on every test photo."""
+    scores = read_json(args.test_scores)
+    key = os.path.normpath(os.path.join(args.models, f"results-{row['case']}", f"seed{row['seed']}"))
+    if key not in scores:
+        raise SystemExit(f"{args.test_scores} has no scores of {key!r}: run `research/full_test.py {key} --json "
+                         f"{args.test_scores}` first.")
+    return row | {k: scores[key][k] for k in ("baseline", "shipped", "photos")}
+
+
 def table(args, rows_by_case) -> list[str]:
     lines = [f"Preset `{args.preset}`, `--data-dir {args.data_dir}`, seeds {args.seeds}. Budgets and times in minutes "
              f"on a {args.slow_gflops:g} GFLOP/s machine, **projected** from this one (each run's wall time x its "
              f"matmul rate / {args.slow_gflops:g}); test accuracy of the baseline and of the classifier shipped "
-             "(picked by validation), mean over seeds and each seed; gain in points.", "",
+             "(picked by validation)" + (f", on all {next(iter(rows_by_case.values()))[0]['photos']} test photos "
+                                         f"(`research/full_test.py`, `{args.test_scores}`)" if args.test_scores
+                                         else "") + ", mean over seeds and each seed; gain in points.", "",
              "| case | budget (slow min) | run, projected (slow min), mean (range) | run here (min) | matmul here "
              "(GFLOP/s) | epochs: baseline, pretext, finetune, fixmatch (seed 0) | baseline % | shipped % | "
              "validation % of the shipped | gain per seed | mean gain (range) |",
@@ -161,7 +176,9 @@ def table(args, rows_by_case) -> list[str]:
                    f"--budgets {' '.join(f'{b:g}' for b in args.budgets)}",
                    f"--seeds {' '.join(map(str, args.seeds))}"]
                   + [f"--case {' '.join(c)}" for c in args.case]
-                  + [f"--fixed {' '.join(f)}" for f in args.fixed] + [f"--set {s}" for s in args.set]) + "`",
+                  + [f"--fixed {' '.join(f)}" for f in args.fixed] + [f"--set {s}" for s in args.set]
+                  + [f"--out {args.out} --models {args.models} --plot {args.plot}"]
+                  + ([f"--test-scores {args.test_scores}"] if args.test_scores else [])) + "`",
               f"Machine: {machine()}."]
     return lines
 
@@ -195,7 +212,8 @@ def plot(args, rows_by_case) -> None:
             ax.plot([x], [statistics.mean(gains)], "s", color="tab:orange", label=f"{name} (no budget)")
     ax.axhline(5, color="grey", lw=0.8, ls="--")
     ax.set_xlabel(f"whole run, minutes on a {args.slow_gflops:g} GFLOP/s 2-core CPU (projected)")
-    ax.set_ylabel("shipped − baseline, test points")
+    photos = next(iter(rows_by_case.values()))[0].get("photos") if args.test_scores else None
+    ax.set_ylabel("shipped − baseline, test points" + (f" ({photos} photos)" if photos else ""))
     ax.set_title("What more time buys")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -221,12 +239,15 @@ def main(argv=None) -> int:
     for seed in args.seeds:  # the cases side by side, seed by seed: the machine's load drifts alike for all
         for name, budget, values in cases(args):
             rows_by_case.setdefault(name, []).append(run_case(args, name, budget, values, seed))
+    if args.test_scores:
+        rows_by_case = {name: [rescored(args, r) for r in rows] for name, rows in rows_by_case.items()}
     lines = table(args, rows_by_case)
+    out = os.path.join(args.out, "table_all_test.md" if args.test_scores else "table.md")
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "table.md"), "w") as f:
+    with open(out, "w") as f:
         f.write("\n".join(lines) + "\n")
     plot(args, rows_by_case)
-    print("\n".join(lines) + f"\n\nWritten to {os.path.join(args.out, 'table.md')} and {args.plot}")
+    print("\n".join(lines) + f"\n\nWritten to {out} and {args.plot}")
     return 0
 
 

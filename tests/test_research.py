@@ -127,3 +127,57 @@ def test_rate_ratios_gives_each_fit_over_its_baseline_and_the_budget_used(tmp_pa
     assert "| 51.9 | AMD EPYC | 3 | 1.10 / 1.50 / 2.00 | - | - |" in out
     assert "Budgeted runs: 2; their fits' seconds ÷ the budget: 0.50 / 1.25 / 2.00" in out
     assert "over the budget: 1, by at most 100%." in out
+
+
+def _constant(cfg, path, first: bool):
+    """A classifier of two classes that always says the first (or the second)."""
+    from ssl_keras import models
+
+    model = models.build_classifier(cfg.model, cfg.data.image_size, 2)
+    head = model.get_layer("breed")
+    head.set_weights([np.zeros_like(head.kernel), np.array([10.0, -10.0] if first else [-10.0, 10.0], "float32")])
+    os.makedirs(path, exist_ok=True)
+    model.save(os.path.join(path, "best.keras"))
+
+
+def test_full_test_scores_the_shipped_and_the_baseline_on_every_declared_test_photo(dogs_dir, tmp_path):
+    """Capped test photos: 1 beagle + 1 samoyed; every declared one: 3 of each, one beagle skipped as broken."""
+    root, classes = tmp_path / "dogs", ["beagle", "samoyed"]
+    val = {b: sorted(f for f in os.listdir(os.path.join(dogs_dir, b)) if f.startswith("imagewoof_val_"))[:3]
+           for b in classes}
+    for b, names in val.items():
+        (root / b).mkdir(parents=True)
+        for name in names:
+            (root / b / name).write_bytes(open(os.path.join(dogs_dir, b, name), "rb").read())
+        train = next(f for f in sorted(os.listdir(os.path.join(dogs_dir, b))) if f.startswith("imagewoof_train_"))
+        (root / b / train).write_bytes(open(os.path.join(dogs_dir, b, train), "rb").read())
+    cfg = config_lib.override(presets.tiny(), {"data": {"data_dir": str(root)}})
+    run = tmp_path / "cases" / "results-quick" / "seed0"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(config_lib.to_dict(cfg)))
+    own = [[f"beagle/{val['beagle'][0]}", 0], [f"samoyed/{val['samoyed'][0]}", 1]]
+    (run / "split.json").write_text(json.dumps({"classes": classes, "test": own, "source": "dogs"}))
+    (run / "skipped.json").write_text(json.dumps({"count": 1, "files": [f"beagle/{val['beagle'][2]}"]}))
+    (run / "report.json").write_text(json.dumps({"seed": 0, "best": {"dir": "fixmatch"}}))
+    _constant(cfg, run / "baseline", first=True)
+    _constant(cfg, run / "fixmatch", first=False)
+    for name in ("baseline", "fixmatch"):
+        (run / name / "test_metrics.json").write_text('{"accuracy": 0.5}')
+
+    full = load_benchmark("full_test", "research")
+    out, scores = tmp_path / "full.md", tmp_path / "full.json"
+    assert full.main([str(tmp_path / "cases" / "*" / "seed*"), "--out", str(out), "--json", str(scores)]) == 0
+    # all test photos: 2 beagles (one skipped) + 3 samoyeds; the shipped says samoyed, the baseline beagle
+    assert f"| {run} | 0 | fixmatch | 50.0 | 50.0 | +0.0 | 40.0 | 60.0 | **+20.0** (" in out.read_text()
+    assert json.loads(scores.read_text()) == {str(run): {"baseline": 0.4, "shipped": 0.6, "photos": 5}}
+
+    gvb = load_benchmark("gain_vs_budget")
+    args = gvb.parse(["--models", str(tmp_path / "cases"), "--test-scores", str(scores)])
+    row = {"case": "quick", "seed": 0, "baseline": 0.5, "shipped": 0.5}
+    assert gvb.rescored(args, row) == {"case": "quick", "seed": 0, "baseline": 0.4, "shipped": 0.6, "photos": 5}
+    with pytest.raises(SystemExit, match="has no scores of"):
+        gvb.rescored(args, row | {"seed": 1})
+
+    (run / "baseline" / "test_metrics.json").write_text('{"accuracy": 0.9}')  # not what this classifier scores
+    with pytest.raises(SystemExit, match="not the same classifier or photos"):
+        full.main([str(run), "--out", str(out)])
