@@ -325,3 +325,13 @@ def test_a_rotation_task_at_a_smaller_size_moves_into_the_classifier_and_every_r
         assert fit["samples_per_s"] > 0 and 0 < fit["of_matmul"] < 1
         assert set(fit["spent_s"]) == {"batchnorm", "validation", "checkpoint"}
         assert sum(fit["spent_s"].values()) <= fit["seconds"]
+
+
+def test_the_export_checks_tfjs_on_at_most_1000_test_photos_of_every_class():
+    from ssl_keras import experiment
+
+    items = [[f"c{c}/{i}", c] for c in range(10) for i in range(292 + (c < 4))]  # 2,924, by class, as a split
+    picked = experiment.export_check_photos(items)
+    assert 900 <= len(picked) <= experiment.EXPORT_CHECK_PHOTOS
+    assert {c for _, c in picked} == set(range(10))
+    assert experiment.export_check_photos(items[:60]) == items[:60] and experiment.export_check_photos([]) == []
