@@ -130,9 +130,9 @@ def run_case(args, name: str, budget: float | None, values: list[str], seed: int
     return row
 
 
-def rescored(args, row: dict) -> dict:
-    """The row with the baseline's and the shipped classifier's accuracies on every test photo."""
-    scores = read_json(args.test_scores)
+def rescored(args, scores: dict, row: dict) -> dict:
+    """The row with the baseline's and the shipped classifier's accuracies on every test photo (`scores`: the
+    `--test-scores` file's contents)."""
     key = os.path.normpath(os.path.join(args.models, f"results-{row['case']}", f"seed{row['seed']}"))
     if key not in scores:
         raise SystemExit(f"{args.test_scores} has no scores of {key!r}: run `research/full_test.py {key} --json "
@@ -240,7 +240,8 @@ def main(argv=None) -> int:
         for name, budget, values in cases(args):
             rows_by_case.setdefault(name, []).append(run_case(args, name, budget, values, seed))
     if args.test_scores:
-        rows_by_case = {name: [rescored(args, r) for r in rows] for name, rows in rows_by_case.items()}
+        scores = read_json(args.test_scores)
+        rows_by_case = {name: [rescored(args, scores, r) for r in rows] for name, rows in rows_by_case.items()}
     lines = table(args, rows_by_case)
     out = os.path.join(args.out, "table_all_test.md" if args.test_scores else "table.md")
     os.makedirs(args.out, exist_ok=True)

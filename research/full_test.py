@@ -21,11 +21,6 @@ import statistics
 import sys
 
 
-def read(path):
-    with open(path) as f:
-        return json.load(f)
-
-
 def full_test(source, split: dict, skipped: list) -> list:
     """[[key, class index], ...] of every declared test photo of the split's classes, the skipped ones left out."""
     classes, bad = split["classes"], set(skipped)
@@ -47,6 +42,7 @@ def main(argv=None) -> int:
 
     from ssl_keras import config as config_lib
     from ssl_keras import data, models, sources
+    from ssl_keras.files import read_json as read
 
     run_dirs = sorted({d for pattern in args.run_dirs for d in (glob.glob(pattern) or [pattern])})
     photos: dict = {}  # (source, image size) -> (keys, pixels, labels)

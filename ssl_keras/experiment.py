@@ -234,8 +234,8 @@ def export_check_photos(items: list, most: int = EXPORT_CHECK_PHOTOS) -> list:
 def export_stage(run: Run, model_arg=None, export_dir="export", model_name="dog_breeds", top_k=None) -> dict:
     """SavedModel (a new version), TF.js float32/float16 and the web page under `export_dir`.
 
-    The TF.js models are measured on the run's test photos (at most `EXPORT_CHECK_PHOTOS`); the returned dict, which names
-    the run and the model file, is written to `export_dir/export.json` and `run/export.json`.
+    The TF.js models are measured on the run's test photos (at most `EXPORT_CHECK_PHOTOS`); the returned dict,
+    which names the run and the model file, is written to `export_dir/export.json` and `run/export.json`.
     """
     from ssl_keras import export, models
 

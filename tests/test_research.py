@@ -16,9 +16,20 @@ from ssl_keras import presets
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _constant(cfg, path, first: bool, file: str = "best.keras"):
+    """A classifier of two classes that always says the first (or the second), saved as `path/file`."""
+    from ssl_keras import models
+
+    model = models.build_classifier(cfg.model, cfg.data.image_size, 2)
+    head = model.get_layer("breed")
+    head.set_weights([np.zeros_like(head.kernel), np.array([10.0, -10.0] if first else [-10.0, 10.0], "float32")])
+    os.makedirs(path, exist_ok=True)
+    model.save(os.path.join(path, file))
+
+
 def test_best_vs_final_scores_the_last_epoch_on_the_test_photos(dogs_dir, tmp_path):
     """A last-epoch model that always says the first class scores exactly that class's share of the test photos."""
-    from ssl_keras import models, sources
+    from ssl_keras import sources
 
     records = sources.ImageFolder(dogs_dir).records()
     classes = sorted({r.label for r in records})[:2]
@@ -26,14 +37,11 @@ def test_best_vs_final_scores_the_last_epoch_on_the_test_photos(dogs_dir, tmp_pa
     test = [[r.key, classes.index(r.label)] for r in records[:3] + records[-2:]]
     cfg = presets.tiny()
     run = tmp_path / "run"
-    (run / "baseline").mkdir(parents=True)
+    run.mkdir()
     (run / "config.json").write_text(json.dumps(config_lib.to_dict(
         config_lib.override(cfg, {"data": {"data_dir": dogs_dir}}))))
     (run / "split.json").write_text(json.dumps({"test": test, "classes": classes}))
-    model = models.build_classifier(cfg.model, cfg.data.image_size, 2)
-    head = model.get_layer("breed")
-    head.set_weights([np.zeros_like(head.kernel), np.array([10.0, -10.0], "float32")])
-    model.save(run / "baseline" / "final.keras")
+    _constant(cfg, run / "baseline", first=True, file="final.keras")
     (run / "baseline" / "test_metrics.json").write_text('{"accuracy": 0.25}')
 
     out = tmp_path / "table.md"
@@ -129,17 +137,6 @@ def test_rate_ratios_gives_each_fit_over_its_baseline_and_the_budget_used(tmp_pa
     assert "over the budget: 1, by at most 100%." in out
 
 
-def _constant(cfg, path, first: bool):
-    """A classifier of two classes that always says the first (or the second)."""
-    from ssl_keras import models
-
-    model = models.build_classifier(cfg.model, cfg.data.image_size, 2)
-    head = model.get_layer("breed")
-    head.set_weights([np.zeros_like(head.kernel), np.array([10.0, -10.0] if first else [-10.0, 10.0], "float32")])
-    os.makedirs(path, exist_ok=True)
-    model.save(os.path.join(path, "best.keras"))
-
-
 def test_full_test_scores_the_shipped_and_the_baseline_on_every_declared_test_photo(dogs_dir, tmp_path):
     """Capped test photos: 1 beagle + 1 samoyed; every declared one: 3 of each, one beagle skipped as broken."""
     root, classes = tmp_path / "dogs", ["beagle", "samoyed"]
@@ -173,10 +170,11 @@ def test_full_test_scores_the_shipped_and_the_baseline_on_every_declared_test_ph
 
     gvb = load_benchmark("gain_vs_budget")
     args = gvb.parse(["--models", str(tmp_path / "cases"), "--test-scores", str(scores)])
-    row = {"case": "quick", "seed": 0, "baseline": 0.5, "shipped": 0.5}
-    assert gvb.rescored(args, row) == {"case": "quick", "seed": 0, "baseline": 0.4, "shipped": 0.6, "photos": 5}
+    row, scored = {"case": "quick", "seed": 0, "baseline": 0.5, "shipped": 0.5}, json.loads(scores.read_text())
+    assert gvb.rescored(args, scored, row) == {"case": "quick", "seed": 0, "baseline": 0.4, "shipped": 0.6,
+                                               "photos": 5}
     with pytest.raises(SystemExit, match="has no scores of"):
-        gvb.rescored(args, row | {"seed": 1})
+        gvb.rescored(args, scored, row | {"seed": 1})
 
     (run / "baseline" / "test_metrics.json").write_text('{"accuracy": 0.9}')  # not what this classifier scores
     with pytest.raises(SystemExit, match="not the same classifier or photos"):
