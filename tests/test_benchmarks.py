@@ -1,5 +1,6 @@
 """The benchmark scripts: a benchmark's `--image-size` reaches what it measures and the command it prints (tiny
-sizes, seconds); the serving fuzz benchmark's table keeps each kind of answer in its own column."""
+sizes, seconds); the validation benchmark's rows; the serving fuzz benchmark's table keeps each kind of answer in its
+own column."""
 
 import collections
 
@@ -14,6 +15,21 @@ def test_pipeline_benchmark_measures_and_prints_the_image_size(dogs_dir, tmp_pat
     text = out.read_text()
     assert text.startswith("Preset `tiny`: 40 px")
     assert "Command: `python benchmarks/bench_pipeline.py --preset tiny --image-size 40 --photos 32" in text
+
+
+def test_validation_benchmark_times_each_forward_pass_both_ways(tmp_path):
+    out = tmp_path / "validation.md"
+    bench = load_benchmark("bench_validation")
+    assert bench.main(["--preset", "tiny", "--val-photos", "8", "--test-photos", "300", "--repeats", "1",
+                       "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "test scoring: 300 photos" in text
+    for row in ("| validation, once an epoch |", "| BatchNorm re-estimation, once an epoch |",
+                "| test scoring, once a classifier |"):
+        assert row in text
+    assert "Command: `python benchmarks/bench_validation.py --preset tiny --val-photos 8 --test-photos 300 " \
+           "--repeats 1`" in text
+    assert "float32 matmul" in text
 
 
 def test_the_table_counts_each_kind_of_answer():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ssl_keras import files, models, train
+from ssl_keras import evaluate, files, models, train
 from ssl_keras.config import ModelConfig, StageConfig
 
 SIZE = 16
@@ -350,7 +350,8 @@ def test_probe_rate_times_the_rotation_step():
 
 
 def test_validate_and_recalibration_traced_match_the_eager_call():
-    """`compiled_call` traces the model once; its validation scores and BatchNorm statistics are the eager call's."""
+    """`compiled_call` traces the model once; its validation scores, test probabilities and BatchNorm statistics
+    are the eager call's."""
     model = _model()
     x, y = _pixels(20, seed=2), np.arange(20) % 3
     val = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)  # a partial last batch: one more trace, no error
@@ -359,6 +360,9 @@ def test_validate_and_recalibration_traced_match_the_eager_call():
     assert train.validate(model, val) == pytest.approx(
         {"val_accuracy": expected, "val_loss": -np.log(probs[np.arange(20), y]).mean(), "val_photos": 20}, rel=1e-5)
     assert train.compiled_call(model, training=False) is train.compiled_call(model, training=False)  # made once
+    scored, labels = evaluate.predict_dataset(model, val)  # the test photos' scoring, the same traced call
+    np.testing.assert_allclose(scored, probs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(labels, y)
 
     eager, traced = _model(), _model()
     traced.set_weights(eager.get_weights())
