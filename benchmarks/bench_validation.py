@@ -88,7 +88,8 @@ def main(argv=None) -> int:
              "| work | eager (before) | traced (now) | speed-up |", "|---|---:|---:|---:|"]
     for what in ("validation", "BatchNorm re-estimation", scoring):
         e, t = times[(what, "eager")], times[(what, "traced")]
-        lines.append(f"| {what + (', once an epoch' if what != scoring else '')} | {statistics.median(e):.3f} ({min(e):.3f}-{max(e):.3f}) | "
+        when = "" if what == scoring else ", once an epoch"
+        lines.append(f"| {what}{when} | {statistics.median(e):.3f} ({min(e):.3f}-{max(e):.3f}) | "
                      f"{statistics.median(t):.3f} ({min(t):.3f}-{max(t):.3f}) | "
                      f"{statistics.median(e) / statistics.median(t):.1f}x |")
     given = {"--image-size": (args.image_size, None), "--val-photos": (args.val_photos, 500),
