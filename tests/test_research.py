@@ -1,5 +1,5 @@
 """research/: best checkpoint against last epoch, pooling seeds of one config, copying a finished stage, the stall
-watch."""
+watch, averaging classifiers."""
 
 import json
 import os
@@ -179,3 +179,29 @@ def test_full_test_scores_the_shipped_and_the_baseline_on_every_declared_test_ph
     (run / "baseline" / "test_metrics.json").write_text('{"accuracy": 0.9}')  # not what this classifier scores
     with pytest.raises(SystemExit, match="not the same classifier or photos"):
         full.main([str(run), "--out", str(out)])
+
+
+def test_ensemble_averages_the_classifiers_probabilities(dogs_dir, tmp_path):
+    """The baseline always says the first class, the fine-tuned and FixMatch classifiers the second: every average
+    with two of them says the second."""
+    from ssl_keras import sources
+
+    records = sources.ImageFolder(dogs_dir).records()
+    classes = sorted({r.label for r in records})[:2]
+    firsts = [r for r in records if r.label == classes[0]][:3]
+    seconds = [r for r in records if r.label == classes[1]][:2]
+    cfg = config_lib.override(presets.tiny(), {"data": {"data_dir": dogs_dir}})
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(config_lib.to_dict(cfg)))
+    val = [[r.key, classes.index(r.label)] for r in firsts + seconds]  # 3 of the first class, 2 of the second
+    (run / "split.json").write_text(json.dumps({"classes": classes, "val": val, "test": val[2:]}))  # 1 and 2
+    _constant(cfg, run / "baseline", first=True)
+    _constant(cfg, run / "finetune_1", first=False)
+    _constant(cfg, run / "fixmatch", first=False)
+
+    out = tmp_path / "ensemble.md"
+    assert load_benchmark("ensemble", "research").main([str(run), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert f"| {run} | 60.0 | 40.0 | 40.0 | 40.0 | 40.0 | 33.3 | 66.7 | 66.7 | 66.7 | 66.7 |" in text
+    assert "val: fine-tuned + FixMatch minus FixMatch, per run: +0.0 (higher in 0 of 1)" in text
