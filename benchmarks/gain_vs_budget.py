@@ -27,7 +27,6 @@ own (capped) test photos, into `table_all_test.md`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -37,7 +36,7 @@ import time
 
 from common import machine
 
-from ssl_keras.files import read_json
+from ssl_keras.files import read_json, write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEEP = ("report.json", "config.json", "plan.json", "speed.json", "wall_time.json")
@@ -125,8 +124,7 @@ def run_case(args, name: str, budget: float | None, values: list[str], seed: int
            "shipped_label": report["best"]["label"], "shipped_val": report["best"]["val_accuracy"],
            "epochs": {k: cfg[k]["epochs"] for k in ("baseline", "pretext", "finetune")}
            | {"fixmatch": cfg["fixmatch"]["train"]["epochs"]}}
-    with open(timing, "w") as f:
-        json.dump(row, f, indent=1)
+    write_json(timing, row)
     return row
 
 

@@ -13,7 +13,6 @@ its 95 % interval (paired: the mean and standard error of the per-photo differen
 
 import argparse
 import glob
-import json
 import math
 import os
 import shlex
@@ -43,6 +42,7 @@ def main(argv=None) -> int:
     from ssl_keras import config as config_lib
     from ssl_keras import data, models, sources
     from ssl_keras.files import read_json as read
+    from ssl_keras.files import write_json, write_text
 
     run_dirs = sorted({d for pattern in args.run_dirs for d in (glob.glob(pattern) or [pattern])})
     photos: dict = {}  # (source, image size) -> (keys, pixels, labels)
@@ -105,13 +105,9 @@ def main(argv=None) -> int:
                      f"{max(own_g):+.1f}) | {sum(g >= 5 for g in own_g)} | {statistics.mean(all_g):+.1f} "
                      f"({min(all_g):+.1f} to {max(all_g):+.1f}) | {sum(g >= 5 for g in all_g)} |")
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(args.out + ".tmp", args.out)
+    write_text(args.out, "\n".join(lines) + "\n")
     if args.json:
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(scores, f, indent=1)
-        os.replace(args.json + ".tmp", args.json)
+        write_json(args.json, scores)
     print("\n".join(lines[-(len(by_case) + 2):]))
     return 0
 
