@@ -27,6 +27,14 @@ def _constant(cfg, path, first: bool, file: str = "best.keras"):
     model.save(os.path.join(path, file))
 
 
+def _run_dir(path, cfg, split: dict):
+    """A finished run's directory as the research scripts read it: its config.json and split.json."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps(config_lib.to_dict(cfg)))
+    (path / "split.json").write_text(json.dumps(split))
+    return path
+
+
 def test_best_vs_final_scores_the_last_epoch_on_the_test_photos(dogs_dir, tmp_path):
     """A last-epoch model that always says the first class scores exactly that class's share of the test photos."""
     from ssl_keras import sources
@@ -36,11 +44,8 @@ def test_best_vs_final_scores_the_last_epoch_on_the_test_photos(dogs_dir, tmp_pa
     records = [r for r in records if r.label in classes]
     test = [[r.key, classes.index(r.label)] for r in records[:3] + records[-2:]]
     cfg = presets.tiny()
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps(config_lib.to_dict(
-        config_lib.override(cfg, {"data": {"data_dir": dogs_dir}}))))
-    (run / "split.json").write_text(json.dumps({"test": test, "classes": classes}))
+    run = _run_dir(tmp_path / "run", config_lib.override(cfg, {"data": {"data_dir": dogs_dir}}),
+                   {"test": test, "classes": classes})
     _constant(cfg, run / "baseline", first=True, file="final.keras")
     (run / "baseline" / "test_metrics.json").write_text('{"accuracy": 0.25}')
 
@@ -149,11 +154,9 @@ def test_full_test_scores_the_shipped_and_the_baseline_on_every_declared_test_ph
         train = next(f for f in sorted(os.listdir(os.path.join(dogs_dir, b))) if f.startswith("imagewoof_train_"))
         (root / b / train).write_bytes(open(os.path.join(dogs_dir, b, train), "rb").read())
     cfg = config_lib.override(presets.tiny(), {"data": {"data_dir": str(root)}})
-    run = tmp_path / "cases" / "results-quick" / "seed0"
-    run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps(config_lib.to_dict(cfg)))
     own = [[f"beagle/{val['beagle'][0]}", 0], [f"samoyed/{val['samoyed'][0]}", 1]]
-    (run / "split.json").write_text(json.dumps({"classes": classes, "test": own, "source": "dogs"}))
+    run = _run_dir(tmp_path / "cases" / "results-quick" / "seed0", cfg,
+                   {"classes": classes, "test": own, "source": "dogs"})
     (run / "skipped.json").write_text(json.dumps({"count": 1, "files": [f"beagle/{val['beagle'][2]}"]}))
     (run / "report.json").write_text(json.dumps({"seed": 0, "best": {"dir": "fixmatch"}}))
     _constant(cfg, run / "baseline", first=True)
@@ -191,11 +194,8 @@ def test_ensemble_averages_the_classifiers_probabilities(dogs_dir, tmp_path):
     firsts = [r for r in records if r.label == classes[0]][:3]
     seconds = [r for r in records if r.label == classes[1]][:2]
     cfg = config_lib.override(presets.tiny(), {"data": {"data_dir": dogs_dir}})
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps(config_lib.to_dict(cfg)))
     val = [[r.key, classes.index(r.label)] for r in firsts + seconds]  # 3 of the first class, 2 of the second
-    (run / "split.json").write_text(json.dumps({"classes": classes, "val": val, "test": val[2:]}))  # 1 and 2
+    run = _run_dir(tmp_path / "run", cfg, {"classes": classes, "val": val, "test": val[2:]})  # test: 1 and 2
     _constant(cfg, run / "baseline", first=True)
     _constant(cfg, run / "finetune_1", first=False)
     _constant(cfg, run / "fixmatch", first=False)
