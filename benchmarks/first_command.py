@@ -7,12 +7,12 @@ seed and fixed folders:
 
     python -m ssl_keras.run --preset P --data-dir D --seed S --run-dir MODELS/seedS --export-dir /tmp/NAME/exportS
 
-its output kept in MODELS/seedS.log. A seed whose log holds the command's end is read back, not run again. With
-`--share 0` the command runs on the whole machine. Prints (and writes `--out`) one row a seed: the float32 matmul
-rate inside the quota (before and after the command, and as the run measured it), the epochs it ran, each
-stage's seconds, the command's minutes without the export (what issue 23's bar counts: install and export
-excluded), the export's seconds, each fit's share of the run's matmul rate, the first and last `[plan]` estimates
-of the whole run, and the test accuracy of the baseline and of the classifier shipped, with the gain.
+its output kept in MODELS/seedS.log. A seed whose log holds the command's end is read back, not run again. Prints
+(and writes `--out`) one row a seed: the float32 matmul rate inside the quota (before and after the command, and
+as the run measured it), the epochs it ran, each stage's seconds, the command's minutes without the export (the
+first command's promise counts neither the install nor the export), the export's seconds, each fit's share of
+the run's matmul rate, the first and last `[plan]` estimates of the whole run, and the test accuracy of the
+baseline and of the classifier shipped, with the gain.
 """
 
 from __future__ import annotations
@@ -36,9 +36,16 @@ BEFORE = re.compile(r"\[slow_cpu\] share \S+ of a CPU; float32 matmul before: (\
 WHOLE = re.compile(r"whole run (?:≈ )?([\d.]+) (min|s)")
 
 
+def share(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"a share of one CPU's time above 0, got {text}")
+    return value
+
+
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--share", type=float, default=0.5, help="of one CPU's time (0: the whole machine)")
+    p.add_argument("--share", type=share, default=0.5, help="of one CPU's time (0.5: the slow machine here)")
     p.add_argument("--preset", default="quick", help="the README's first command runs quick")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--data-dir", default="../shared/data/dogs")
@@ -52,7 +59,7 @@ def command(args, seed, python: str = sys.executable) -> list[str]:
     run = [python, "-m", "ssl_keras.run", "--preset", args.preset, "--data-dir", args.data_dir, "--seed",
            str(seed), "--run-dir", os.path.join(args.models, f"seed{seed}"), "--export-dir", export_dir]
     slow = os.path.relpath(os.path.join(HERE, "slow_cpu.sh"))  # benchmarks/slow_cpu.sh from the repository root
-    return (["bash", slow, str(args.share), "--"] if args.share else []) + run
+    return ["bash", slow, str(args.share), "--"] + run
 
 
 def run_seed(args, seed: int) -> str:
@@ -65,15 +72,7 @@ def run_seed(args, seed: int) -> str:
     cmd = command(args, seed)
     print(f"seed {seed}: {shlex.join(cmd)} > {log}", flush=True)
     with open(log, "w") as f:
-        if args.share:
-            subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=False)
-        else:  # the same closing line as slow_cpu.sh, timed here
-            import time
-
-            start = time.perf_counter()
-            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=False).returncode
-            f.write(f"[slow_cpu] the command took {time.perf_counter() - start:.0f} s (exit {rc}); "
-                    "float32 matmul after: 0 GFLOP/s\n")
+        subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=False)
     return log
 
 
@@ -110,9 +109,9 @@ def row(args, seed: int, log: str) -> dict:
 
 def table(args, rows: list[dict]) -> list[str]:
     pct = lambda a: f"{100 * a:.1f}"  # noqa: E731
-    where = f"on {args.share} of a CPU's time, a cgroup quota" if args.share else "on the whole machine"
     seeds = ", ".join(str(r["seed"]) for r in rows)
-    lines = [f"Preset `{args.preset}`, the README's first command ({where}), seeds {seeds}; "
+    lines = [f"Preset `{args.preset}`, the README's first command (on {args.share} of a CPU's time, a cgroup quota), "
+             f"seeds {seeds}; "
              f"{rows[0]['baseline']['photos']} test photos.", "",
              "| seed | matmul in the quota, before / after (GFLOP/s) | matmul as the run measured (start, end) "
              "| epochs | baseline, pretext, finetune, methods, evaluate (s) | command without export (min) "
