@@ -4,7 +4,7 @@
     python benchmarks/gain_vs_budget.py --budgets 15 --fixed small data.max_unlabelled=2500 pretext.epochs=3
 
 A budget is in minutes **on the slow machine**, one whose float32 matmul reaches `--slow-gflops`
-(50 GFLOP/s: the 2-core AMD EPYC with AVX2 that the issue measured). Before each run the script
+(50 GFLOP/s: the 2-core AMD EPYC with AVX2, the slowest this project measured). Before each run the script
 measures this machine's matmul rate (`ssl_keras.speed.run_matmul_gflops`) and gives the run
 `--budget` = budget x slow / this machine's rate: the run then does, at the rates it measures
 here, the work the slow machine would do in the budget, as training runs at about the same share
