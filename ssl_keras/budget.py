@@ -37,14 +37,7 @@ fit not yet started is its samples at the slowest rate measured so far among the
 train the whole network (a frozen backbone's forward-only steps left out), or, before any fit
 is measured, the slowest probe's (`train.probe_rate`: the rotation model's step and the
 classifier's, alone, so optimistic by the validation and checkpoint time of the real stages).
-A fit whose step was probed, like a measured fit's, is priced at that fit's rate times the ratio
-of the two probes: after the baseline, the rotation task at the baseline's rate times the
-rotation step's samples/s over the classifier step's. Over the 114 budgeted runs kept (their
-plan.json and speed.json; 2-core CPUs) that ratio was 0.83-2.0, median 1.33, and the whole
-rotation task then ran at 1.31-3.4 times the baseline's, median 1.73: at least the probes'
-ratio in 112, 0.85 of it at worst (the baseline loses more of its time than the rotation task
-to validation, augmentation and its first trace). Otherwise the slowest, not the most alike:
-stages differ in augmentation and data as much as in step
+The slowest, not the most alike: stages differ in augmentation and data as much as in step
 size (FixMatch's RandAugment runs at about half the rotation task's samples/s, speed.json), and
 a fit planned too slow only leaves time that the next plan hands on, while one planned too
 fast overruns the budget in the last stage, where nothing comes after to make it up. Each
@@ -338,22 +331,16 @@ class Clock:
     # -- the estimate ------------------------------------------------------------------------------------------
 
     def rate_for(self, f: Fit) -> float | None:
-        """The samples/s `f` is expected to run at: its own once measured; else, when its step and a measured
-        fit's were both probed, that fit's rate times the ratio of the two probes (the slowest of these); else the
-        slowest rate measured among the fits that train the whole network (the module docstring says why the
-        slowest); else the slowest probe's; else the latest rate. None before any rate is known."""
+        """The samples/s `f` is expected to run at: its own once measured; else the slowest rate measured among
+        the fits that train the whole network (the module docstring says why the slowest); else the slowest
+        probe's; else the latest rate. None before any rate is known."""
         if f.name in self.rates:
             return self.rates[f.name]
         if f.step_samples > 0:
-            measured = [g for g in self.fits.values()
+            measured = [self.rates[g.name] for g in self.fits.values()
                         if g.name in self.rates and g.step_samples > 0 and not g.frozen]
-            own = self.probes.get(f.step_samples)
-            scaled = [self.rates[g.name] * own / self.probes[g.step_samples] for g in measured
-                      if own and g.step_samples in self.probes]
-            if scaled:
-                return min(scaled)
             if measured:
-                return min(self.rates[g.name] for g in measured)
+                return min(measured)
             if self.probes:
                 return min(self.probes.values())
         return self.rate

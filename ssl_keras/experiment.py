@@ -326,23 +326,14 @@ def _start_clock(run: Run, stages) -> dict | None:
     if not run.cfg.budget_minutes:  # a cap plans from measured fits only: no probe's seconds in a run that fits
         return {"max_minutes": run.cfg.max_minutes, "sizes": sizes, "config_epochs": config_epochs,
                 "plans": []} if run.cfg.max_minutes else None
-    plan = {"budget_minutes": run.cfg.budget_minutes, **_probe_steps(run, sizes), "sizes": sizes,
-            "config_epochs": config_epochs, "plans": []}
-    keras.utils.set_random_seed(run.cfg.seed)  # the probes' models leave the run's random draws as they were
-    run.clock.rate, run.clock.rate_from = plan["probe_samples_per_s"], "probe"
-    return plan
-
-
-def _probe_steps(run: Run, sizes: dict) -> dict:
-    """Times the rotation model's training step and the classifier's (`train.probe_rate`) and gives them to the
-    run's clock (`Clock.probes`: with a measured fit, they price the fits not yet begun); returns both rates."""
-    from ssl_keras import train
-
-    d = run.cfg.data
     rate = train.probe_rate(run.cfg.model, d.image_size, d.pretext_batch)
     labelled = train.probe_rate(run.cfg.model, d.image_size, d.batch_size, classes=sizes["classes"])
+    keras.utils.set_random_seed(run.cfg.seed)  # the probes' models leave the run's random draws as they were
+    run.clock.rate, run.clock.rate_from = rate, "probe"
     run.clock.probes = {4 * d.pretext_batch: rate, d.batch_size: labelled}
-    return {"probe_samples_per_s": round(rate, 1), "probe_classifier_samples_per_s": round(labelled, 1)}
+    return {"budget_minutes": run.cfg.budget_minutes, "probe_samples_per_s": round(rate, 1),
+            "probe_classifier_samples_per_s": round(labelled, 1), "sizes": sizes,
+            "config_epochs": config_epochs, "plans": []}
 
 
 def _fit_budget(run: Run, stages, plan: dict, before: str) -> None:
@@ -355,8 +346,7 @@ def _fit_budget(run: Run, stages, plan: dict, before: str) -> None:
 
     Under `max_minutes` (a cap, `plan` without "budget_minutes") it plans once a fit is measured, keeps each
     section's epochs at most the config's, and changes nothing (config.json, plan.json, the log) while the
-    config's epochs fit. Before it first cuts epochs, it times the two models' steps (`_probe_steps`), so that
-    the rotation task is priced by its own step rather than at the baseline's rate, and plans again.
+    config's epochs fit.
     """
     from ssl_keras import budget, config as config_lib
 
@@ -368,27 +358,10 @@ def _fit_budget(run: Run, stages, plan: dict, before: str) -> None:
     left = [f for f in clock.fits.values() if f.name not in begun
             and not (run.resume and os.path.exists(run.path(f.name, "history.csv")))]
     minutes = plan["max_minutes"] if cap else plan["budget_minutes"]
-
-    def replan():
-        seconds = minutes * 60 - (clock.now() - clock.start_time)
-        rates = {f.name: clock.rate_for(f) for f in left}
-        return seconds, rates, budget.fit_budget(left, plan["config_epochs"], seconds, rates, grow=not cap)
-
-    def as_given(epochs):
-        return all(epochs[f.key] == f.epochs for f in left if f.key)
-
-    seconds, rates, epochs = replan()
-    if cap and not as_given(epochs) and not clock.probes:
-        start = clock.now()
-        plan.update(_probe_steps(run, plan["sizes"]))
-        run.log(f"[time cap] {minutes:g} min: the plan ends later; each model's step timed before any epoch is "
-                f"cut ({budget.duration(clock.now() - start)}): rotation task {plan['probe_samples_per_s']:,.0f} "
-                f"samples/s, classifier {plan['probe_classifier_samples_per_s']:,.0f}")
-        seconds, rates, epochs = replan()
-        if as_given(epochs):
-            run.log(f"[time cap] {minutes:g} min: the config's epochs fit at the steps' rates; none cut")
-            run.log(clock.line())
-    if cap and as_given(epochs):  # the config's epochs fit: as given
+    seconds = minutes * 60 - (clock.now() - clock.start_time)
+    rates = {f.name: clock.rate_for(f) for f in left}
+    epochs = budget.fit_budget(left, plan["config_epochs"], seconds, rates, grow=not cap)
+    if cap and all(epochs[f.key] == f.epochs for f in left if f.key):  # the config's epochs fit: as given
         return
     if not epochs:
         return

@@ -209,22 +209,7 @@ def test_clock_plans_from_the_slowest_probe_until_a_fit_is_measured():
     assert clock.rate_for(fits[2]) == 1000.0  # no step: the latest rate
     clock.start("big")
     clock.measured("big", 0.5, seconds_per_step=0.5)  # 512 samples/s: a measured fit beats the probes
-    assert clock.rate_for(fits[0]) == pytest.approx(512.0 * 600 / 1000)  # ... scaled by the two steps' probes
-
-
-def test_a_fit_not_begun_is_priced_by_its_probe_over_a_measured_fits():
-    fits = [budget.Fit("baseline", "a", 1, 10, 64.0, 0.0), budget.Fit("pretext", "b", 1, 10, 256.0, 0.0),
-            budget.Fit("fixmatch", "c", 1, 10, 661.0, 0.0)]
-    clock = budget.Clock(fits, log=lambda line: None)
-    clock.start("baseline")
-    clock.measured("baseline", 1.0, seconds_per_epoch=10 * 64 / 400)  # 400 samples/s, validation and all
-    assert clock.rate_for(fits[1]) == 400.0  # no probes (a cap before it cuts): the slowest measured
-    clock.probes = {256: 1200.0, 64: 1000.0}  # the rotation step 1.2x the classifier's
-    assert clock.rate_for(fits[1]) == pytest.approx(480.0)
-    assert clock.rate_for(fits[2]) == 400.0  # a step no probe timed: the slowest measured
-    clock.start("pretext")
-    clock.measured("pretext", 0.5, seconds_per_step=256 / 600)  # 600 samples/s
-    assert clock.rate_for(fits[2]) == 400.0
+    assert clock.rate_for(fits[0]) == 512.0
 
 
 def test_clock_speed_gives_each_finished_fit_its_share_of_the_matmul_rate():
@@ -257,45 +242,3 @@ def test_fits_with_a_pretext_batch_and_validation_every_third_epoch():
     # epochs 3, 6, 9, 12, 15 (1-based) and the last 5 (16-20): 10 of 20 validated
     assert fits["baseline"].epoch_samples == pytest.approx(500 / 3 * 10 / 20)
     assert fits["finetune_1"].epoch_samples == pytest.approx(500 / 3)  # validate_every 1: every epoch
-
-
-@pytest.mark.parametrize("ratio, cut", [(1.0, True), (1.5, False)])
-def test_a_cap_times_the_steps_before_it_cuts_epochs(tmp_path, monkeypatch, ratio, cut):
-    """Under `max_minutes`, a plan that ends late at the baseline's rate first probes both steps (once); the
-    rotation task is then priced at the baseline's rate times the probes' ratio, and the epochs are cut only if
-    the run still ends late."""
-    import types
-
-    from ssl_keras import experiment
-
-    cfg = presets.quick()
-    sizes = {"labelled": 570, "val": 500, "test": 2924, "unlabelled": 9000, "unlabelled_val": 1000, "classes": 10}
-    now, lines, probed = FakeTime(), [], []
-    run = types.SimpleNamespace(cfg=cfg, resume=False, log=lines.append, path=lambda *p: str(tmp_path.joinpath(*p)),
-                                clock=budget.Clock(budget.fits(cfg, sizes), log=lambda line: None, now=now))
-    clock, rate = run.clock, 400.0
-    clock.start("baseline")
-    clock.measured("baseline", 1.0, seconds_per_epoch=clock.fits["baseline"].epoch_cost / rate)
-    clock.finish("baseline", 60.0, quiet=True)
-    left = [f for f in clock.fits.values() if f.name != "baseline"]
-    at_baseline_rate = sum(f.samples for f in left) / rate  # every fit left priced at the baseline's rate
-    pretext = clock.fits["pretext"].samples / rate
-    now.t = 15 * 60 - (at_baseline_rate - pretext * (1 - 1 / 1.3))  # the pretext at 1.3x would just fit
-
-    def probe(run_, sizes_):
-        probed.append(now.t)
-        run_.clock.probes = {4 * cfg.data.pretext_batch: 1000.0 * ratio, cfg.data.batch_size: 1000.0}
-        return {"probe_samples_per_s": 1000.0 * ratio, "probe_classifier_samples_per_s": 1000.0}
-
-    monkeypatch.setattr(experiment, "_probe_steps", probe)
-    plan = {"max_minutes": 15, "sizes": sizes, "config_epochs": {f.key: f.epochs for f in clock.fits.values()
-                                                                if f.key}, "plans": []}
-    stages = ("baseline", "pretext", "finetune", "methods", "evaluate")
-    experiment._fit_budget(run, stages, plan, before="pretext")
-    assert len(probed) == 1 and lines[0].startswith("[time cap] 15 min: the plan ends later; each model's step timed")
-    assert run.cfg.pretext.epochs == (4 if cut else 5)
-    assert (tmp_path / "config.json").exists() == cut and (tmp_path / "plan.json").exists() == cut
-    if not cut:
-        assert lines[1] == "[time cap] 15 min: the config's epochs fit at the steps' rates; none cut"
-    experiment._fit_budget(run, stages, plan, before="finetune")  # the probes are timed once a run
-    assert len(probed) == 1

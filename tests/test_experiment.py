@@ -135,8 +135,6 @@ def test_a_time_cap_shrinks_the_stages_of_a_late_run_and_leaves_one_that_fits(do
     assert json.loads((run_dir / "baseline" / "stage.json").read_text())["epochs"] == 2  # before any rate: as given
     capped = [ln for ln in lines if ln.startswith("[time cap]")]
     if minutes < 1:
-        assert re.match(r"\[time cap\] 0.01 min: the plan ends later; each model's step timed before any epoch is "
-                        r"cut \(\d+ s\): rotation task [\d,]+ samples/s, classifier [\d,]+$", capped.pop(0))
         assert len(capped) == 1 and re.match(
             r"\[time cap\] 0.01 min, spent \(\d+ s over\): pretext 1 epochs \(config: 3\)$", capped[0])
         assert saved["max_minutes"] is None and saved["pretext"]["epochs"] == 1
