@@ -24,11 +24,12 @@ Bp the rotation task's batch (`data.pretext_batch_size`). A stage that validates
 | `pretext` | U / Bp | 4 Bp a | 4 a U_val / 3 |
 | `rotation_aux`, `rotation_aux_scratch` | L / B | B + 4 (B + Bu) | V / 3 + R B / 3 |
 | `self_training/round<r>` | (L + P') / B | B, or 5 B with the rotation loss | V / 3 (+ R B / 3) |
-| `fixmatch` | P / (ratio B) | B + ratio B (strong) + ratio B / 3 (weak) | V / 3 + R B / 3 |
+| `fixmatch` | P / (ratio B) | B + s ratio B (strong) + ratio B / 3 (weak) | V / 3 + R B / 3 |
 | `evaluate` | - | - | T / 3 per classifier |
 
-P' (the pseudo-labelled photos) is not known before the teacher has labelled the pool; the
-estimate takes all of P (capped at `per_class` a class), an upper bound.
+s is `fixmatch.strong_share`, the share of strong views that go through the classifier. P' (the
+pseudo-labelled photos) is not known before the teacher has labelled the pool; the estimate takes
+all of P (capped at `per_class` a class), an upper bound.
 
 **The estimate** (`Clock`). A finished fit shows the time it took. A running fit is timed
 by its own steps once it is past its warm-up steps, then by its whole epochs (validation,
@@ -122,6 +123,7 @@ def fits(cfg, counts: dict[str, int], stages=PLAN_STAGES) -> list[Fit]:
     Returns:
         The fits in the order they run, with their costs (the module docstring's table).
     """
+    from ssl_keras.methods import fixmatch
     from ssl_keras.rundir import classifiers
 
     b, pb, n_val = cfg.data.batch_size, cfg.data.pretext_batch, counts["val"]
@@ -160,8 +162,9 @@ def fits(cfg, counts: dict[str, int], stages=PLAN_STAGES) -> list[Fit]:
                                    val + (recal if rotation else 0)))
             elif c.method == "fixmatch":
                 mc = cfg.fixmatch
+                strong = (fixmatch.strong_rows(mc, mc.ratio * b) or mc.ratio * b) + FORWARD * mc.ratio * b
                 out.append(Fit(c.dir, "fixmatch.train", mc.train.epochs, math.ceil(pool / (mc.ratio * b)),
-                               b + mc.ratio * b * (1 + FORWARD), val + FORWARD * mc.bn_batches * b))
+                               b + strong, val + FORWARD * mc.bn_batches * b))
     if "evaluate" in stages:
         out.append(Fit("evaluate", None, 1, 0, 0, FORWARD * counts["test"] * len(table)))
     return out

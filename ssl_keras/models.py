@@ -166,7 +166,28 @@ class StopGradient(keras.layers.Layer):
         return keras.ops.stop_gradient(x)
 
 
-def build_trainer(classifier, model_cfg, image_size, *, rotation=False, consistency=False):
+class MostConfident(keras.layers.Layer):
+    """FixMatch's strong views worth a pass: the `k` rows of (weak probabilities (U, C), strong views (U, ...))
+    whose weak view is the most confident, as (k, C) and (k, ...). A row below the threshold adds nothing to the
+    loss, so while fewer than `k` of the U pass it, the loss and its gradient are FixMatch's own."""
+
+    def __init__(self, k: int, **kwargs):
+        super().__init__(**kwargs)
+        self.k = k
+
+    def call(self, weak, strong):
+        _, rows = keras.ops.top_k(keras.ops.max(weak, axis=1), self.k)
+        return keras.ops.take(weak, rows, axis=0), keras.ops.take(strong, rows, axis=0)
+
+    def compute_output_spec(self, weak, strong):
+        return (keras.KerasTensor((self.k,) + tuple(weak.shape[1:]), weak.dtype),
+                keras.KerasTensor((self.k,) + tuple(strong.shape[1:]), strong.dtype))
+
+    def get_config(self):
+        return {**super().get_config(), "k": self.k}
+
+
+def build_trainer(classifier, model_cfg, image_size, *, rotation=False, consistency=False, strong_rows=None):
     """A model that trains `classifier` (sharing its layers) with the semi-supervised losses.
 
     Inputs and outputs are dicts, so losses are keyed by output name:
@@ -174,7 +195,9 @@ def build_trainer(classifier, model_cfg, image_size, *, rotation=False, consiste
       - with `rotation`: `rotated` (R, S, S, 3) -> `rotation` (R, 4), a rotation head (named as in
         `build_rotation_model`, so a pretext model's head can be copied in) on the shared backbone;
       - with `consistency`: `weak` and `strong` (U, S, S, 3) -> `consistency` (U, 2C), the
-        classifier's probabilities on both views side by side, the weak ones without gradient.
+        classifier's probabilities on both views side by side, the weak ones without gradient;
+        with `strong_rows` k, only the k most confident weak views' strong views pass through the
+        classifier (`MostConfident`): (k, 2C).
 
     Only `classifier` is ever saved: the trainer is the training-time wrapper around it.
     """
@@ -195,6 +218,9 @@ def build_trainer(classifier, model_cfg, image_size, *, rotation=False, consiste
         # moving averages they drag are re-estimated on photos before each validation, see
         # `train.recalibrate_batchnorm`). The weak view is the pseudo-label: no gradient.
         weak = StopGradient(name="pseudo_label")(classifier(inputs["weak"]))
-        strong = classifier(inputs["strong"])
+        strong = inputs["strong"]
+        if strong_rows:
+            weak, strong = MostConfident(strong_rows, name="most_confident")(weak, strong)
+        strong = classifier(strong)
         outputs["consistency"] = keras.layers.Concatenate(name="consistency")([weak, strong])
     return keras.Model(inputs, outputs, name="trainer")

@@ -40,6 +40,8 @@ def test_fits_of_the_quick_preset():
                                                                math.ceil(9752 / (7 * b)))
     assert fixmatch.step_samples == pytest.approx(b + 7 * b + 7 * b / 3)
     assert fixmatch.epoch_samples == pytest.approx(500 / 3 + 20 * b / 3)  # BatchNorm re-estimated on 20 batches
+    half = {f.name: f for f in _fits(config_lib.override(q, {"fixmatch": {"strong_share": 0.5}}))}["fixmatch"]
+    assert half.step_samples == pytest.approx(b + 7 * b / 2 + 7 * b / 3)  # half the strong views through
     more = {f.name: f for f in _fits(config_lib.override(q, {"fixmatch": {"bn_batches": 50}}))}["fixmatch"]
     assert more.epoch_samples == pytest.approx(500 / 3 + 50 * b / 3)
     assert fits["evaluate"] == budget.Fit("evaluate", None, 1, 0, 0, 1000 * 4 / 3)  # 4 classifiers

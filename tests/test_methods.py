@@ -3,6 +3,7 @@ chosen on validation, FixMatch's masked loss, a student resuming after an interr
 on the tiny preset, and a new method added as one module and one line of the table."""
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -115,6 +116,45 @@ def test_pseudo_labels_carry_no_gradient():
         weak_half, strong_half = tf.reduce_sum(out[:, :3] * weights), tf.reduce_sum(out[:, 3:] * weights)
     assert tape.gradient(weak_half, weak) is None  # the weak view's prediction is a target
     assert float(tf.reduce_max(tf.abs(tape.gradient(strong_half, strong)))) > 0
+
+
+def test_the_most_confident_strong_views_alone_give_fixmatchs_loss_and_gradient():
+    """`strong_share`: only the k most confident weak views' strong views go through the classifier; while fewer
+    than k pass the threshold, the loss and the gradient are those of every strong view (BatchNorm in inference
+    mode here, so each photo's prediction is its own)."""
+    keras.utils.set_random_seed(0)
+    classifier = models.build_classifier(CFG, S, 3)
+    u, k = 8, 4
+    views = {"labelled": tf.constant(_pixels(2)), "weak": tf.constant(_pixels(u, seed=1)),
+             "strong": tf.constant(_pixels(u, seed=2))}
+    weak_conf = np.asarray(classifier(views["weak"], training=False)).max(axis=1)
+    threshold = float(np.sort(weak_conf)[-2]) - 1e-6  # two of the eight pass: fewer than k
+    mc = fixmatch.FixMatchConfig(threshold=threshold, ratio=4, strong_share=k / u)
+    assert fixmatch.strong_rows(mc, u) == k and fixmatch.strong_rows(fixmatch.FixMatchConfig(), u) is None
+    results = []
+    for rows, share in ((None, 1.0), (k, k / u)):
+        trainer = models.build_trainer(classifier, CFG, S, consistency=True, strong_rows=rows)
+        loss = fixmatch.compile_args(dataclasses.replace(mc, strong_share=share), 3, u)["loss"]["consistency"]
+        with tf.GradientTape() as tape:
+            out = trainer(views, training=False)["consistency"]
+            value = tf.reduce_mean(loss(None, out))
+        assert out.shape == (rows or u, 6)
+        results.append((float(value), tape.gradient(value, classifier.trainable_weights)))
+    (full, full_grads), (kept, kept_grads) = results
+    assert full > 0 and kept == pytest.approx(full, rel=1e-5)
+    for a, b in zip(full_grads, kept_grads):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-7)
+    fraction = fixmatch.confident_fraction(threshold, 3, kept=k / u)
+    fraction.update_state(None, trainer(views, training=False)["consistency"])
+    assert float(fraction.result()) == pytest.approx(2 / u)  # of the whole batch, not of the k
+
+
+@pytest.mark.parametrize("changes, match", [({"strong_share": 0.0}, "strong_share"),
+                                             ({"strong_share": 1.5}, "strong_share"),
+                                             ({"strong_share": 0.5, "align": True}, "one or the other")])
+def test_fixmatch_config_refuses_a_bad_strong_share(changes, match):
+    with pytest.raises(ValueError, match=match):
+        fixmatch.FixMatchConfig(**changes)
 
 
 # --- pseudo-labels: the threshold and the choice ------------------------------------------------------------------

@@ -32,6 +32,10 @@ class FixMatchConfig:
     pseudo-labels no longer pile up on the breeds the classifier already favours (uniform prior).
     `bn_batches`: batches of the pool's photos that BatchNorm's moving statistics are re-estimated on before each
     validation (`train.recalibrate_batchnorm`).
+    `strong_share`: the share of each unlabelled batch whose strong views go through the classifier, forward and
+    back: those whose weak view is the most confident (`models.MostConfident`). The others are below the
+    threshold whenever fewer than that share pass it, so they add nothing to the loss but their pass; the loss is
+    still averaged over the whole batch. 1: every strong view, as FixMatch.
     """
 
     threshold: float = 0.7
@@ -42,6 +46,7 @@ class FixMatchConfig:
     init: str = "teacher"
     align: bool = False
     bn_batches: int = 50
+    strong_share: float = 1.0
     train: StageConfig = field(default_factory=lambda: StageConfig(epochs=20, learning_rate=3e-4))
 
     def __post_init__(self):
@@ -52,6 +57,11 @@ class FixMatchConfig:
         check(0.0 < self.strong_factor <= 1.0,
               f"`fixmatch.strong_factor` must be in (0, 1]. Received: {self.strong_factor}")
         check(self.bn_batches >= 1, f"`fixmatch.bn_batches` must be >= 1. Received: {self.bn_batches}")
+        check(0.0 < self.strong_share <= 1.0,
+              f"`fixmatch.strong_share` must be in (0, 1]. Received: {self.strong_share}")
+        check(self.strong_share == 1.0 or not self.align,
+              "`fixmatch.strong_share` < 1 keeps the most confident weak views before `fixmatch.align` could "
+              f"re-weigh them: use one or the other. Received: strong_share={self.strong_share}, align=True")
         check(self.init in STUDENT_INITS, f"`fixmatch.init` must be one of {STUDENT_INITS}. Received: {self.init!r}")
 
 
@@ -67,51 +77,61 @@ def weak_probabilities(y_pred, num_classes: int, align: bool = False):
     return weak
 
 
-def confident_cross_entropy(threshold: float, num_classes: int, align: bool = False):
-    """FixMatch's unlabelled loss, on `consistency` outputs (U, 2C): [weak probabilities | strong probabilities].
+def confident_cross_entropy(threshold: float, num_classes: int, align: bool = False, kept: float = 1.0):
+    """FixMatch's unlabelled loss, on `consistency` outputs (k, 2C): [weak probabilities | strong probabilities].
 
     Returns:
-        A Keras loss function `(y_true, y_pred) -> (U,)`: per photo, the cross-entropy of the strong view
+        A Keras loss function `(y_true, y_pred) -> (k,)`: per photo, the cross-entropy of the strong view
         against the weak view's top breed, times 1 where the weak view's confidence is at least
-        `threshold`, else 0 (Keras averages it over the batch). `align`: see `weak_probabilities`.
+        `threshold`, else 0, times `kept` (k / U: the share of the U photos of the batch whose views are
+        there, so that Keras' mean over the k is the mean over the batch). `align`: see `weak_probabilities`.
     """
     from keras import losses, ops
 
     def confident_cross_entropy(y_true, y_pred):
-        weak, strong = weak_probabilities(y_pred, num_classes, align), y_pred[:, num_classes:]  # (U, C) each
-        mask = ops.cast(ops.max(weak, axis=1) >= threshold, strong.dtype)  # (U,)
+        weak, strong = weak_probabilities(y_pred, num_classes, align), y_pred[:, num_classes:]  # (k, C) each
+        mask = ops.cast(ops.max(weak, axis=1) >= threshold, strong.dtype) * kept  # (k,)
         return mask * losses.sparse_categorical_crossentropy(ops.argmax(weak, axis=1), strong)
 
     return confident_cross_entropy
 
 
-def confident_fraction(threshold: float, num_classes: int, align: bool = False):
-    """A metric on `consistency` outputs: the fraction of unlabelled photos whose weak view passes the threshold
-    (FixMatch's "mask rate")."""
+def confident_fraction(threshold: float, num_classes: int, align: bool = False, kept: float = 1.0):
+    """A metric on `consistency` outputs: the fraction of the batch's unlabelled photos whose weak view passes the
+    threshold (FixMatch's "mask rate"; with `kept` < 1, at most `kept`)."""
     import keras
     from keras import ops
 
     def confident(y_true, y_pred):
-        return ops.cast(ops.max(weak_probabilities(y_pred, num_classes, align), axis=1) >= threshold, "float32")
+        return kept * ops.cast(ops.max(weak_probabilities(y_pred, num_classes, align), axis=1) >= threshold,
+                               "float32")
 
     return keras.metrics.MeanMetricWrapper(confident, name="confident")
 
 
-def compile_args(method_cfg, num_classes: int) -> dict:
+def strong_rows(method_cfg, unlabelled_batch: int) -> int | None:
+    """How many strong views of each unlabelled batch go through the classifier: None for all of them."""
+    return None if method_cfg.strong_share >= 1 else max(1, round(method_cfg.strong_share * unlabelled_batch))
+
+
+def compile_args(method_cfg, num_classes: int, unlabelled_batch: int | None = None) -> dict:
     """The trainer's `loss`, `loss_weights` and `metrics` (as `train.compile_model` and `train.fit` take them)
-    for a `FixMatchConfig`: the breed's cross-entropy and accuracy, and the confident cross-entropy times
-    `weight` with its confident fraction."""
+    for a `FixMatchConfig` and its `unlabelled_batch` (needed with `strong_share` < 1): the breed's
+    cross-entropy and accuracy, and the confident cross-entropy times `weight` with its confident fraction."""
     t, align = method_cfg.threshold, method_cfg.align
+    k = strong_rows(method_cfg, unlabelled_batch) if unlabelled_batch else None
+    kept = k / unlabelled_batch if k else 1.0
     return {"loss": {"breed": "sparse_categorical_crossentropy",
-                     "consistency": confident_cross_entropy(t, num_classes, align)},
+                     "consistency": confident_cross_entropy(t, num_classes, align, kept)},
             "loss_weights": {"breed": 1.0, "consistency": method_cfg.weight},
-            "metrics": {"breed": ["accuracy"], "consistency": [confident_fraction(t, num_classes, align)]}}
+            "metrics": {"breed": ["accuracy"], "consistency": [confident_fraction(t, num_classes, align, kept)]}}
 
 
-def dataset(labelled, unlabelled, strong_ops: int, strong_factor: float, seed: int):
+def dataset(labelled, unlabelled, strong_ops: int, strong_factor: float, seed: int, rows: int | None = None):
     """Endless trainer batches from endless labelled (x, y) batches and unlabelled x batches.
 
-    Yields `({"labelled": x, "weak": w, "strong": s}, {"breed": y, "consistency": 0})`.
+    Yields `({"labelled": x, "weak": w, "strong": s}, {"breed": y, "consistency": 0})`, the zeros as many as
+    the `consistency` output's `rows` (default: the unlabelled batch's).
     """
     import keras
     import tensorflow as tf
@@ -126,7 +146,7 @@ def dataset(labelled, unlabelled, strong_ops: int, strong_factor: float, seed: i
     def join(batch, u):
         x, y = batch
         inputs = {"labelled": x, "weak": weak(u, training=True), "strong": strong(u, training=True)}
-        return inputs, {"breed": y, "consistency": tf.zeros(tf.shape(u)[:1])}
+        return inputs, {"breed": y, "consistency": tf.zeros([rows] if rows else tf.shape(u)[:1])}
 
     ds = tf.data.Dataset.zip((labelled, unlabelled)).map(join, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -154,10 +174,13 @@ def train_classifier(classifier, model_cfg, image_size, num_classes, method_cfg,
     """
     from ssl_keras import models, train
 
-    trainer = models.build_trainer(classifier, model_cfg, image_size, consistency=True)
-    return train.fit(trainer, dataset(labelled, unlabelled, method_cfg.strong_ops, method_cfg.strong_factor, seed),
-                     val, method_cfg.train, stage_dir, steps_per_epoch=steps_per_epoch, resume=resume,
-                     keep=classifier, **compile_args(method_cfg, num_classes), verbose=verbose, log=log, clock=clock,
+    batch = unlabelled.element_spec.shape[0]  # static: the batches drop their remainder
+    rows = strong_rows(method_cfg, batch)
+    trainer = models.build_trainer(classifier, model_cfg, image_size, consistency=True, strong_rows=rows)
+    return train.fit(trainer, dataset(labelled, unlabelled, method_cfg.strong_ops, method_cfg.strong_factor, seed,
+                                      rows), val, method_cfg.train, stage_dir, steps_per_epoch=steps_per_epoch,
+                     resume=resume, keep=classifier, **compile_args(method_cfg, num_classes, batch), verbose=verbose,
+                     log=log, clock=clock,
                      before_validation=None if photos is None
                      else lambda m: train.recalibrate_batchnorm(m, photos, method_cfg.bn_batches))
 
