@@ -16,7 +16,8 @@ name=$1; sets=$2; shift 2
 for s in "$@"; do
   d=models/fmvar/$name/seed$s
   rm -rf $d
-  python research/copy_stage.py $base/seed$s $d pretext baseline finetune_all finetune_1 >/dev/null 2>&1
+  stages=""; for st in pretext baseline finetune_all finetune_1; do [ -d $base/seed$s/$st ] && stages="$stages $st"; done
+  python research/copy_stage.py $base/seed$s $d $stages >/dev/null
   args=""; for kv in $sets; do args="$args --set $kv"; done
   t0=$(date +%s)
   python -m ssl_keras.run methods --run-dir $d --resume $args > $d.methods.log 2>&1

@@ -61,6 +61,7 @@ def quick() -> Config:
         method=("pretrain", "fixmatch"),
         fixmatch=FixMatchConfig(
             bn_batches=20,
+            strong_share=0.5,
             train=dataclasses.replace(FixMatchConfig().train, epochs=8, schedule="onecycle", learning_rate=9e-4,
                                       autotune=False)
         ),
