@@ -87,14 +87,15 @@ def stage_models(run, cfg):
                                                           training=True, stage=cfg.pretext, seed=0).repeat(),
                 4 * d.batch_size, math.ceil(len(keys) / d.batch_size)))
     mc = cfg.fixmatch
+    u = mc.ratio * d.batch_size
+    rows = fixmatch.strong_rows(mc, u)  # the strong views that go through the classifier (all: None)
     trainer = models.build_trainer(models.build_classifier(cfg.model, d.image_size, n), cfg.model, d.image_size,
-                                   consistency=True)
-    train.compile_model(trainer, mc.train, 100, **{**fixmatch.compile_args(mc, n), "metrics": None})
-    unlabelled = data.unlabelled_dataset(run.source, run.pool, d.image_size, mc.ratio * d.batch_size, seed=0)
+                                   consistency=True, strong_rows=rows)
+    train.compile_model(trainer, mc.train, 100, **{**fixmatch.compile_args(mc, n, u), "metrics": None})
+    unlabelled = data.unlabelled_dataset(run.source, run.pool, d.image_size, u, seed=0)
     ds = fixmatch.dataset(run.dataset("labelled", training=True, stage=mc.train, repeat=True), unlabelled,
-                          mc.strong_ops, mc.strong_factor, 0)
-    out.append(("fixmatch", trainer, ds, d.batch_size + mc.ratio * d.batch_size * 4 / 3,
-                math.ceil(len(run.pool) / (mc.ratio * d.batch_size))))
+                          mc.strong_ops, mc.strong_factor, 0, rows)
+    out.append(("fixmatch", trainer, ds, d.batch_size + (rows or u) + u / 3, math.ceil(len(run.pool) / u)))
     return out
 
 
