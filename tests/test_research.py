@@ -1,5 +1,5 @@
 """research/: best checkpoint against last epoch, pooling seeds of one config, copying a finished stage, the stall
-watch, averaging classifiers."""
+watch, averaging classifiers, the table of FixMatch variants."""
 
 import json
 import os
@@ -140,6 +140,24 @@ def test_rate_ratios_gives_each_fit_over_its_baseline_and_the_budget_used(tmp_pa
     assert "| 51.9 | AMD EPYC | 3 | 1.10 / 1.50 / 2.00 | - | - |" in out
     assert "Budgeted runs: 2; their fits' seconds ÷ the budget: 0.50 / 1.25 / 2.00" in out
     assert "over the budget: 1, by at most 100%." in out
+
+
+def test_variants_table_pools_each_variant_over_its_base_runs(tmp_path, capsys):
+    vt = load_benchmark("variants_table", "research")
+    lines = []
+    for name, seed, val, seconds, fixmatch in (("ref-q", 0, 0.36, 60.0, 0.37), ("ref-s", 0, 0.34, 56.0, 0.35),
+                                               ("k50-q", 0, 0.38, 50.0, 0.38)):
+        run = tmp_path / name / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "stage.json").write_text(json.dumps({"wall_time_s": seconds, "epochs": 8}))
+        (run / "history.csv").write_text("epoch,consistency_confident\n0.0,0.3\n1.0,0.4\n")
+        lines.append(f"{name} {seed} val_last {val} val_best {val} secs 70 epochs 8 test "
+                     f"{{'baseline': 0.3, 'finetune_1': 0.33, 'fixmatch': {fixmatch}}}")
+    (tmp_path / "runs.log").write_text("\n".join(lines) + "\n")
+    assert vt.main(str(tmp_path)) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == "| ref | 8 | 58 (56-60) | 35.0 (36.0, 34.0) | 0.30 / 0.40 | 36.0 | +6.0 (+7.0, +5.0) |"
+    assert out[3] == "| k50 | 8 | 50 (50-50) | 38.0 (38.0) | 0.30 / 0.40 | 38.0 | +8.0 (+8.0) |"
 
 
 def test_full_test_scores_the_shipped_and_the_baseline_on_every_declared_test_photo(dogs_dir, tmp_path):
