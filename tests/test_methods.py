@@ -86,6 +86,24 @@ def test_confident_cross_entropy_counts_only_confident_weak_views():
     assert float(fraction.result()) == pytest.approx(0.5)
 
 
+def test_softmatch_weighs_the_views_below_the_batchs_mean_confidence_by_a_gaussian():
+    weak = np.array([[0.9, 0.05, 0.05], [0.6, 0.3, 0.1], [0.4, 0.35, 0.25], [0.2, 0.45, 0.35]], "float32")
+    strong = np.array([[0.5, 0.3, 0.2]] * 4, "float32")
+    y_pred = np.concatenate([weak, strong], axis=1)
+    conf = weak.max(axis=1)  # 0.9, 0.6, 0.4, 0.45: mean 0.5875
+    mu, var = conf.mean(), conf.var()
+    expected = np.where(conf >= mu, 1.0, np.exp(-((conf - mu) ** 2) / (2 * var / 4)))
+    assert expected[0] == expected[1] == 1.0 and 0 < expected[2] < expected[3] < 1
+    np.testing.assert_allclose(fixmatch.weights(weak, 0.7, soft=True), expected, rtol=1e-4)
+    np.testing.assert_allclose(fixmatch.weights(weak, 0.7), [1, 0, 0, 0])  # the threshold alone
+    ce = -np.log(strong[np.arange(4), weak.argmax(axis=1)])
+    loss = fixmatch.compile_args(fixmatch.FixMatchConfig(soft=True), 3)["loss"]["consistency"]
+    np.testing.assert_allclose(loss(np.zeros(4), y_pred), expected * ce, rtol=1e-4)
+    fraction = fixmatch.confident_fraction(0.7, 3, soft=True)
+    fraction.update_state(np.zeros(4), y_pred)
+    assert float(fraction.result()) == pytest.approx(expected.mean(), rel=1e-4)
+
+
 def test_distribution_alignment_lifts_the_breeds_the_batch_under_predicts():
     weak = np.array([[0.9, 0.05, 0.05], [0.5, 0.2, 0.3], [0.35, 0.65, 0.0]], "float32")  # the batch leans to breed 0
     strong = np.array([[0.2, 0.3, 0.5]] * 3, "float32")
@@ -151,7 +169,8 @@ def test_the_most_confident_strong_views_alone_give_fixmatchs_loss_and_gradient(
 
 @pytest.mark.parametrize("changes, match", [({"strong_share": 0.0}, "strong_share"),
                                              ({"strong_share": 1.5}, "strong_share"),
-                                             ({"strong_share": 0.5, "align": True}, "one or the other")])
+                                             ({"strong_share": 0.5, "align": True}, "one or the other"),
+                                             ({"strong_share": 0.5, "soft": True}, "must be 1")])
 def test_fixmatch_config_refuses_a_bad_strong_share(changes, match):
     with pytest.raises(ValueError, match=match):
         fixmatch.FixMatchConfig(**changes)

@@ -36,6 +36,11 @@ class FixMatchConfig:
     back: those whose weak view is the most confident (`models.MostConfident`). The others are below the
     threshold whenever fewer than that share pass it, so they add nothing to the loss but their pass; the loss is
     still averaged over the whole batch. 1: every strong view, as FixMatch.
+    `soft`: SoftMatch's truncated Gaussian weight (Chen et al. 2023) in place of the threshold: a strong view counts
+    fully where its weak view's confidence is at least the unlabelled batch's mean confidence mu, and by
+    exp(-(confidence - mu)^2 / (2 var / 4)) below it (var: the batch's variance of the confidence; SoftMatch's
+    n_sigma = 2). SoftMatch keeps mu and var as averages over steps (momentum 0.999, from 1/C and 1); a run of a
+    few hundred steps would never move them from there, so they are the batch's own here.
     """
 
     threshold: float = 0.7
@@ -47,6 +52,7 @@ class FixMatchConfig:
     align: bool = False
     bn_batches: int = 50
     strong_share: float = 1.0
+    soft: bool = False
     train: StageConfig = field(default_factory=lambda: StageConfig(epochs=20, learning_rate=3e-4))
 
     def __post_init__(self):
@@ -62,6 +68,9 @@ class FixMatchConfig:
         check(self.strong_share == 1.0 or not self.align,
               "`fixmatch.strong_share` < 1 keeps the most confident weak views before `fixmatch.align` could "
               f"re-weigh them: use one or the other. Received: strong_share={self.strong_share}, align=True")
+        check(self.strong_share == 1.0 or not self.soft,
+              "`fixmatch.soft` weighs every strong view of the batch, so `fixmatch.strong_share` must be 1. "
+              f"Received: strong_share={self.strong_share}, soft=True")
         check(self.init in STUDENT_INITS, f"`fixmatch.init` must be one of {STUDENT_INITS}. Received: {self.init!r}")
 
 
@@ -77,34 +86,48 @@ def weak_probabilities(y_pred, num_classes: int, align: bool = False):
     return weak
 
 
-def confident_cross_entropy(threshold: float, num_classes: int, align: bool = False, kept: float = 1.0):
+def weights(weak, threshold: float, soft: bool = False):
+    """Each unlabelled photo's weight (U,) in the unlabelled loss, from its weak view's probabilities (U, C): 1 where
+    the top probability is at least `threshold`, else 0; with `soft`, SoftMatch's weight (`FixMatchConfig.soft`)."""
+    from keras import ops
+
+    confidence = ops.max(weak, axis=1)
+    if not soft:
+        return ops.cast(confidence >= threshold, weak.dtype)
+    mu, var = ops.mean(confidence), ops.var(confidence)
+    return ops.exp(-ops.square(ops.minimum(confidence - mu, 0.0)) / (2 * var / 4 + 1e-8))
+
+
+def confident_cross_entropy(threshold: float, num_classes: int, align: bool = False, kept: float = 1.0,
+                            soft: bool = False):
     """FixMatch's unlabelled loss, on `consistency` outputs (k, 2C): [weak probabilities | strong probabilities].
 
     Returns:
         A Keras loss function `(y_true, y_pred) -> (k,)`: per photo, the cross-entropy of the strong view
-        against the weak view's top breed, times 1 where the weak view's confidence is at least
-        `threshold`, else 0, times `kept` (k / U: the share of the U photos of the batch whose views are
-        there, so that Keras' mean over the k is the mean over the batch). `align`: see `weak_probabilities`.
+        against the weak view's top breed, times its weight (`weights`: 1 where the weak view's confidence is at
+        least `threshold`, else 0; with `soft`, SoftMatch's), times `kept` (k / U: the share of the U photos of
+        the batch whose views are there, so that Keras' mean over the k is the mean over the batch). `align`: see
+        `weak_probabilities`.
     """
     from keras import losses, ops
 
     def confident_cross_entropy(y_true, y_pred):
         weak, strong = weak_probabilities(y_pred, num_classes, align), y_pred[:, num_classes:]  # (k, C) each
-        mask = ops.cast(ops.max(weak, axis=1) >= threshold, strong.dtype) * kept  # (k,)
+        mask = weights(weak, threshold, soft) * kept  # (k,)
         return mask * losses.sparse_categorical_crossentropy(ops.argmax(weak, axis=1), strong)
 
     return confident_cross_entropy
 
 
-def confident_fraction(threshold: float, num_classes: int, align: bool = False, kept: float = 1.0):
-    """A metric on `consistency` outputs: the fraction of the batch's unlabelled photos whose weak view passes the
-    threshold (FixMatch's "mask rate"; with `kept` < 1, at most `kept`)."""
+def confident_fraction(threshold: float, num_classes: int, align: bool = False, kept: float = 1.0,
+                       soft: bool = False):
+    """A metric on `consistency` outputs: the mean weight of the batch's unlabelled photos (`weights`): the fraction
+    whose weak view passes the threshold (FixMatch's "mask rate"; with `kept` < 1, at most `kept`), or with `soft`
+    SoftMatch's mean weight."""
     import keras
-    from keras import ops
 
     def confident(y_true, y_pred):
-        return kept * ops.cast(ops.max(weak_probabilities(y_pred, num_classes, align), axis=1) >= threshold,
-                               "float32")
+        return kept * weights(weak_probabilities(y_pred, num_classes, align), threshold, soft)
 
     return keras.metrics.MeanMetricWrapper(confident, name="confident")
 
@@ -118,13 +141,14 @@ def compile_args(method_cfg, num_classes: int, unlabelled_batch: int | None = No
     """The trainer's `loss`, `loss_weights` and `metrics` (as `train.compile_model` and `train.fit` take them)
     for a `FixMatchConfig` and its `unlabelled_batch` (needed with `strong_share` < 1): the breed's
     cross-entropy and accuracy, and the confident cross-entropy times `weight` with its confident fraction."""
-    t, align = method_cfg.threshold, method_cfg.align
+    t, align, soft = method_cfg.threshold, method_cfg.align, method_cfg.soft
     k = strong_rows(method_cfg, unlabelled_batch) if unlabelled_batch else None
     kept = k / unlabelled_batch if k else 1.0
     return {"loss": {"breed": "sparse_categorical_crossentropy",
-                     "consistency": confident_cross_entropy(t, num_classes, align, kept)},
+                     "consistency": confident_cross_entropy(t, num_classes, align, kept, soft)},
             "loss_weights": {"breed": 1.0, "consistency": method_cfg.weight},
-            "metrics": {"breed": ["accuracy"], "consistency": [confident_fraction(t, num_classes, align, kept)]}}
+            "metrics": {"breed": ["accuracy"],
+                        "consistency": [confident_fraction(t, num_classes, align, kept, soft)]}}
 
 
 def dataset(labelled, unlabelled, strong_ops: int, strong_factor: float, seed: int, rows: int | None = None):
