@@ -62,10 +62,9 @@ def main(argv=None) -> int:
     def trainer():
         mc = cfg.fixmatch
         u = mc.ratio * b
-        rows = fixmatch.strong_rows(mc, u)
-        model = models.build_trainer(models.build_classifier(cfg.model, size, n), cfg.model, size, consistency=True,
-                                     strong_rows=rows)
-        train.compile_model(model, mc.train, 1, **fixmatch.compile_args(mc, n, u))
+        model, args, rows = fixmatch.build_trainer(models.build_classifier(cfg.model, size, n), cfg.model, size, n,
+                                                   mc, u)
+        train.compile_model(model, mc.train, 1, **args)
         x = {"labelled": pixels(b), "weak": pixels(u), "strong": pixels(u)}
         y = {"breed": rng.integers(0, n, b), "consistency": np.zeros(rows or u, "float32")}
         return model, tf.data.Dataset.from_tensors((x, y)).repeat()

@@ -150,9 +150,11 @@ def test_the_most_confident_strong_views_alone_give_fixmatchs_loss_and_gradient(
     mc = fixmatch.FixMatchConfig(threshold=threshold, ratio=4, strong_share=k / u)
     assert fixmatch.strong_rows(mc, u) == k and fixmatch.strong_rows(fixmatch.FixMatchConfig(), u) is None
     results = []
-    for rows, share in ((None, 1.0), (k, k / u)):
-        trainer = models.build_trainer(classifier, CFG, S, consistency=True, strong_rows=rows)
-        loss = fixmatch.compile_args(dataclasses.replace(mc, strong_share=share), 3, u)["loss"]["consistency"]
+    for share in (1.0, k / u):
+        trainer, args, rows = fixmatch.build_trainer(classifier, CFG, S, 3, dataclasses.replace(mc, strong_share=share),
+                                                     u)
+        assert rows == (None if share == 1 else k)
+        loss = args["loss"]["consistency"]
         with tf.GradientTape() as tape:
             out = trainer(views, training=False)["consistency"]
             value = tf.reduce_mean(loss(None, out))

@@ -151,6 +151,20 @@ def compile_args(method_cfg, num_classes: int, unlabelled_batch: int | None = No
                         "consistency": [confident_fraction(t, num_classes, align, kept, soft)]}}
 
 
+def build_trainer(classifier, model_cfg, image_size, num_classes, method_cfg, unlabelled_batch: int):
+    """FixMatch's trainer around `classifier` for unlabelled batches of `unlabelled_batch` photos.
+
+    Returns:
+        (trainer, its `compile_args`, the rows of its `consistency` output: what `dataset` takes as `rows`, None for
+        the whole unlabelled batch).
+    """
+    from ssl_keras import models
+
+    rows = strong_rows(method_cfg, unlabelled_batch)
+    trainer = models.build_trainer(classifier, model_cfg, image_size, consistency=True, strong_rows=rows)
+    return trainer, compile_args(method_cfg, num_classes, unlabelled_batch), rows
+
+
 def dataset(labelled, unlabelled, strong_ops: int, strong_factor: float, seed: int, rows: int | None = None):
     """Endless trainer batches from endless labelled (x, y) batches and unlabelled x batches.
 
@@ -196,15 +210,13 @@ def train_classifier(classifier, model_cfg, image_size, num_classes, method_cfg,
     Returns:
         The stage's history, as columns (`consistency_confident`: the fraction above the threshold).
     """
-    from ssl_keras import models, train
+    from ssl_keras import train
 
     batch = unlabelled.element_spec.shape[0]  # static: the batches drop their remainder
-    rows = strong_rows(method_cfg, batch)
-    trainer = models.build_trainer(classifier, model_cfg, image_size, consistency=True, strong_rows=rows)
+    trainer, args, rows = build_trainer(classifier, model_cfg, image_size, num_classes, method_cfg, batch)
     return train.fit(trainer, dataset(labelled, unlabelled, method_cfg.strong_ops, method_cfg.strong_factor, seed,
                                       rows), val, method_cfg.train, stage_dir, steps_per_epoch=steps_per_epoch,
-                     resume=resume, keep=classifier, **compile_args(method_cfg, num_classes, batch), verbose=verbose,
-                     log=log, clock=clock,
+                     resume=resume, keep=classifier, **args, verbose=verbose, log=log, clock=clock,
                      before_validation=None if photos is None
                      else lambda m: train.recalibrate_batchnorm(m, photos, method_cfg.bn_batches))
 
