@@ -45,7 +45,8 @@ def quick() -> Config:
     Round 18, not kept: FixMatch's strong pass on the most confident half of each batch (`fixmatch.strong_share=0.5`)
     validated as FixMatch (36.9 against 36.5 %, 6 paired runs) in 15 % less FixMatch time, but its strong
     augmentation stays whole, so FixMatch fell under 40 % of the matmul rate (37 % in two slowed runs) for about
-    half a slow minute.
+    half a slow minute. Rounds 19-20, not kept: SoftMatch's weight (`fixmatch.soft`, with or without `align`) and the
+    strong augmentation at strength 0.25 or 1.0 validated within 0.3 points of FixMatch as it is (6 paired runs).
     It scores every test photo (2,924 for ImageWoof; 100 a class before): on 1,000 photos one run's gain is known to
     about ±3 points (95 %) by the photos alone, on 2,924 to ±1.8; the same classifiers scored again on all 2,924
     (`research/full_test.py`, results/full_test) gained +5 or more in 11 of 12 runs against 8 of 12.
