@@ -66,7 +66,7 @@ def main(argv=None) -> int:
                                                    mc, u)
         train.compile_model(model, mc.train, 1, **args)
         x = {"labelled": pixels(b), "weak": pixels(u), "strong": pixels(u)}
-        y = {"breed": rng.integers(0, n, b), "consistency": np.zeros(rows or u, "float32")}
+        y = {"breed": rng.integers(0, n, b), "consistency": np.zeros(rows, "float32")}
         return model, tf.data.Dataset.from_tensors((x, y)).repeat()
 
     def first_fit(make, built: bool) -> float:

@@ -88,14 +88,14 @@ def stage_models(run, cfg):
                 4 * d.batch_size, math.ceil(len(keys) / d.batch_size)))
     mc = cfg.fixmatch
     u = mc.ratio * d.batch_size
-    # rows: the strong views that go through the classifier (all: None)
+    # rows: the strong views that go through the classifier
     trainer, args, rows = fixmatch.build_trainer(models.build_classifier(cfg.model, d.image_size, n), cfg.model,
                                                  d.image_size, n, mc, u)
     train.compile_model(trainer, mc.train, 100, **{**args, "metrics": None})
     unlabelled = data.unlabelled_dataset(run.source, run.pool, d.image_size, u, seed=0)
     ds = fixmatch.dataset(run.dataset("labelled", training=True, stage=mc.train, repeat=True), unlabelled,
                           mc.strong_ops, mc.strong_factor, 0, rows)
-    out.append(("fixmatch", trainer, ds, d.batch_size + (rows or u) + u / 3, math.ceil(len(run.pool) / u)))
+    out.append(("fixmatch", trainer, ds, d.batch_size + rows + u / 3, math.ceil(len(run.pool) / u)))
     return out
 
 

@@ -162,7 +162,7 @@ def fits(cfg, counts: dict[str, int], stages=PLAN_STAGES) -> list[Fit]:
                                    val + (recal if rotation else 0)))
             elif c.method == "fixmatch":
                 mc = cfg.fixmatch
-                strong = (fixmatch.strong_rows(mc, mc.ratio * b) or mc.ratio * b) + FORWARD * mc.ratio * b
+                strong = fixmatch.strong_rows(mc, mc.ratio * b) + FORWARD * mc.ratio * b
                 out.append(Fit(c.dir, "fixmatch.train", mc.train.epochs, math.ceil(pool / (mc.ratio * b)),
                                b + strong, val + FORWARD * mc.bn_batches * b))
     if "evaluate" in stages:

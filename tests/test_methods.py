@@ -148,17 +148,17 @@ def test_the_most_confident_strong_views_alone_give_fixmatchs_loss_and_gradient(
     weak_conf = np.asarray(classifier(views["weak"], training=False)).max(axis=1)
     threshold = float(np.sort(weak_conf)[-2]) - 1e-6  # two of the eight pass: fewer than k
     mc = fixmatch.FixMatchConfig(threshold=threshold, ratio=4, strong_share=k / u)
-    assert fixmatch.strong_rows(mc, u) == k and fixmatch.strong_rows(fixmatch.FixMatchConfig(), u) is None
+    assert fixmatch.strong_rows(mc, u) == k and fixmatch.strong_rows(fixmatch.FixMatchConfig(), u) == u
     results = []
     for share in (1.0, k / u):
         trainer, args, rows = fixmatch.build_trainer(classifier, CFG, S, 3, dataclasses.replace(mc, strong_share=share),
                                                      u)
-        assert rows == (None if share == 1 else k)
+        assert rows == (u if share == 1 else k)
         loss = args["loss"]["consistency"]
         with tf.GradientTape() as tape:
             out = trainer(views, training=False)["consistency"]
             value = tf.reduce_mean(loss(None, out))
-        assert out.shape == (rows or u, 6)
+        assert out.shape == (rows, 6)
         results.append((float(value), tape.gradient(value, classifier.trainable_weights)))
     (full, full_grads), (kept, kept_grads) = results
     assert full > 0 and kept == pytest.approx(full, rel=1e-5)

@@ -132,9 +132,9 @@ def confident_fraction(threshold: float, num_classes: int, align: bool = False, 
     return keras.metrics.MeanMetricWrapper(confident, name="confident")
 
 
-def strong_rows(method_cfg, unlabelled_batch: int) -> int | None:
-    """How many strong views of each unlabelled batch go through the classifier: None for all of them."""
-    return None if method_cfg.strong_share >= 1 else max(1, round(method_cfg.strong_share * unlabelled_batch))
+def strong_rows(method_cfg, unlabelled_batch: int) -> int:
+    """How many strong views of each unlabelled batch go through the classifier (all: `unlabelled_batch`)."""
+    return max(1, round(method_cfg.strong_share * unlabelled_batch))
 
 
 def compile_args(method_cfg, num_classes: int, unlabelled_batch: int | None = None) -> dict:
@@ -142,8 +142,7 @@ def compile_args(method_cfg, num_classes: int, unlabelled_batch: int | None = No
     for a `FixMatchConfig` and its `unlabelled_batch` (needed with `strong_share` < 1): the breed's
     cross-entropy and accuracy, and the confident cross-entropy times `weight` with its confident fraction."""
     t, align, soft = method_cfg.threshold, method_cfg.align, method_cfg.soft
-    k = strong_rows(method_cfg, unlabelled_batch) if unlabelled_batch else None
-    kept = k / unlabelled_batch if k else 1.0
+    kept = strong_rows(method_cfg, unlabelled_batch) / unlabelled_batch if unlabelled_batch else 1.0
     return {"loss": {"breed": "sparse_categorical_crossentropy",
                      "consistency": confident_cross_entropy(t, num_classes, align, kept, soft)},
             "loss_weights": {"breed": 1.0, "consistency": method_cfg.weight},
@@ -155,13 +154,13 @@ def build_trainer(classifier, model_cfg, image_size, num_classes, method_cfg, un
     """FixMatch's trainer around `classifier` for unlabelled batches of `unlabelled_batch` photos.
 
     Returns:
-        (trainer, its `compile_args`, the rows of its `consistency` output: what `dataset` takes as `rows`, None for
-        the whole unlabelled batch).
+        (trainer, its `compile_args`, the rows of its `consistency` output: what `dataset` takes as `rows`).
     """
     from ssl_keras import models
 
     rows = strong_rows(method_cfg, unlabelled_batch)
-    trainer = models.build_trainer(classifier, model_cfg, image_size, consistency=True, strong_rows=rows)
+    trainer = models.build_trainer(classifier, model_cfg, image_size, consistency=True,
+                                   strong_rows=rows if rows < unlabelled_batch else None)
     return trainer, compile_args(method_cfg, num_classes, unlabelled_batch), rows
 
 
