@@ -35,7 +35,8 @@ all of P (capped at `per_class` a class), an upper bound.
 by its own steps once it is past its warm-up steps, then by its whole epochs (validation,
 checkpoints and all) after its first; its rest is its remaining samples at its own rate. A
 fit not yet started is its samples at the slowest rate measured so far among the fits that
-train the whole network (a frozen backbone's forward-only steps left out), or, before any fit
+train the whole network (a frozen backbone's forward-only steps left out; the rotation task at
+`PRETEXT_PACE` = 1.25 times it, the least its bigger step has run at), or, before any fit
 is measured, the slowest probe's (`train.probe_rate`: the rotation model's step and the
 classifier's, alone, so optimistic by the validation and checkpoint time of the real stages).
 The slowest, not the most alike: stages differ in augmentation and data as much as in step
@@ -60,6 +61,11 @@ import os
 import time
 
 FORWARD = 1 / 3  # a forward pass, in training samples
+# The rotation task's samples/s over the baseline's, at the least: its step carries 4 x its batch in samples (one
+# decoded, augmented photo gives four), the baseline's one batch. Over the 250 runs kept in results/ (their
+# speed.json, `python research/rate_ratios.py results`) it ran at 1.30 to 3.4 times the baseline's rate (median
+# about 1.6; once 1.11, in a run beside other work), under a CPU quota (BENCHMARKS §6.5) at 1.4 to 1.57.
+PRETEXT_PACE = 1.25
 RECALIBRATION_STEPS = 50  # `train.recalibrate_batchnorm`'s default
 PLAN_STAGES = ("baseline", "pretext", "finetune", "methods", "evaluate")  # the run's stages that have a cost here
 
@@ -77,6 +83,7 @@ class Fit:
         step_samples: samples (see the module docstring) of one step.
         epoch_samples: samples of the work each epoch besides its steps (validation, BatchNorm re-estimation).
         frozen: its steps are forward passes only (the whole backbone frozen): its rate says little of the others'.
+        pace: its samples/s before it is measured, over the slowest measured (`PRETEXT_PACE` for the rotation task).
     """
 
     name: str
@@ -86,6 +93,7 @@ class Fit:
     step_samples: float
     epoch_samples: float
     frozen: bool = False
+    pace: float = 1.0
 
     @property
     def epoch_cost(self) -> float:
@@ -138,7 +146,8 @@ def fits(cfg, counts: dict[str, int], stages=PLAN_STAGES) -> list[Fit]:
     if "pretext" in stages:
         area = (cfg.data.pretext_size / cfg.data.image_size) ** 2  # a photo's cost goes with its pixels
         out.append(Fit("pretext", "pretext", cfg.pretext.epochs, math.ceil(counts["unlabelled"] / pb),
-                       4 * pb * area, FORWARD * 4 * counts["unlabelled_val"] * area * validated_share(cfg.pretext)))
+                       4 * pb * area, FORWARD * 4 * counts["unlabelled_val"] * area * validated_share(cfg.pretext),
+                       pace=PRETEXT_PACE))
     if "finetune" in stages:
         for c in table:
             if c.method == "pretrain" and c.freeze is not None:
@@ -335,15 +344,15 @@ class Clock:
 
     def rate_for(self, f: Fit) -> float | None:
         """The samples/s `f` is expected to run at: its own once measured; else the slowest rate measured among
-        the fits that train the whole network (the module docstring says why the slowest); else the slowest
-        probe's; else the latest rate. None before any rate is known."""
+        the fits that train the whole network (the module docstring says why the slowest) times `f.pace`; else
+        the slowest probe's; else the latest rate. None before any rate is known."""
         if f.name in self.rates:
             return self.rates[f.name]
         if f.step_samples > 0:
             measured = [self.rates[g.name] for g in self.fits.values()
                         if g.name in self.rates and g.step_samples > 0 and not g.frozen]
             if measured:
-                return min(measured)
+                return min(measured) * f.pace
             if self.probes:
                 return min(self.probes.values())
         return self.rate

@@ -32,7 +32,7 @@ def test_fits_of_the_quick_preset():
     assert fits["baseline"] == budget.Fit("baseline", "baseline", q.baseline.epochs, math.ceil(570 / b), b,
                                           500 / 3 * share)
     assert fits["pretext"] == budget.Fit("pretext", "pretext", q.pretext.epochs, math.ceil(8777 / b), 4 * b,
-                                         4 * 975 / 3)
+                                         4 * 975 / 3, pace=budget.PRETEXT_PACE)
     assert fits["finetune_all"].step_samples == pytest.approx(b / 3)  # the whole backbone frozen: forward only
     assert fits["finetune_1"].step_samples == b and fits["finetune_1"].key == "finetune"
     fixmatch = fits["fixmatch"]
@@ -200,6 +200,19 @@ def test_clock_rates_for_fits_not_started():
     assert clock.rate_for(fits[3]) == 320.0  # no step: the latest rate
     clock.finish("evaluate", 50.0)  # evaluate's time says nothing of the training rate
     assert clock.rate == 320.0
+
+
+def test_clock_prices_the_rotation_task_at_its_pace_over_the_slowest_measured():
+    fits = {f.name: f for f in _fits()}
+    clock = budget.Clock(list(fits.values()), log=lambda line: None)
+    clock.start("baseline")
+    clock.measured("baseline", 0.5, seconds_per_step=64 / 400)  # 400 samples/s
+    assert clock.rate_for(fits["pretext"]) == pytest.approx(400 * budget.PRETEXT_PACE)
+    assert clock.rate_for(fits["fixmatch"]) == 400.0  # every other fit at the slowest measured
+    clock.start("pretext")
+    clock.measured("pretext", 0.5, seconds_per_step=256 / 900)  # its own rate, once measured
+    assert clock.rate_for(fits["pretext"]) == pytest.approx(900.0)
+    assert clock.rate_for(fits["fixmatch"]) == 400.0
 
 
 def test_clock_plans_from_the_slowest_probe_until_a_fit_is_measured():
