@@ -50,7 +50,9 @@ the run goes on. A fit's first epoch also decodes its photos, so its first line 
 so they keep the proportions the config gives, and fits them into the seconds left. The run
 (`experiment.run_stages`) plans before each training stage with the rates known then: the
 first plan from the probe, each later one from the fits measured so far; a stage's epochs
-are fixed when it starts (its learning-rate schedule spans them).
+are fixed when it starts (its learning-rate schedule spans them). A time cap (`fit_cap`) keeps
+the config's epochs while they fit and cuts the stage about to start last: the stages after it
+are planned again once its rate is known.
 """
 
 from __future__ import annotations
@@ -230,6 +232,32 @@ def fit_budget(fits_left: list[Fit], base: dict[str, int], seconds: float, rates
         k = max(above, key=lambda k: epochs[k] / base[k])  # the first of equals: the earlier section
         epochs[k] -= 1
     return epochs
+
+
+def fit_cap(fits_left: list[Fit], starting: set[str], base: dict[str, int], seconds: float,
+            rates: dict[str, float]) -> dict[str, int]:
+    """Epochs under a time cap (`Config.max_minutes`): the stage about to start is cut last.
+
+    Its epochs are fixed now (its schedule spans them), while the fits after it are planned again once its rate is
+    measured, and the fits not yet measured are priced at the slowest rate measured (pessimistic: the module
+    docstring). So it is planned as if those after it could give up half their epochs (they count at half their
+    cost), and they are then fitted into what it leaves; their next plan hands back what the pessimism took.
+
+    Args:
+        fits_left: the fits not yet started, those of the stage about to start first.
+        starting: the names of the fits of the stage about to start.
+        base, seconds, rates: as `fit_budget`'s (`grow=False`).
+
+    Returns:
+        Config section -> epochs, each at most its `base` epochs, for every `key` of `fits_left`.
+    """
+    later = {f.name for f in fits_left if f.name not in starting and f.key}
+    first = fit_budget(fits_left, base, seconds, {n: r * (2 if n in later else 1) for n, r in rates.items()},
+                       grow=False)
+    now = [f for f in fits_left if f.name in starting and f.key]
+    spent = sum(first[f.key] * f.epoch_cost / rates[f.name] for f in now)
+    rest = fit_budget([f for f in fits_left if f.name not in starting], base, seconds - spent, rates, grow=False)
+    return {**{f.key: first[f.key] for f in now}, **rest}
 
 
 def planned(cfg, epochs: dict[str, int]):

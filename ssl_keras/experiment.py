@@ -345,8 +345,8 @@ def _fit_budget(run: Run, stages, plan: dict, before: str) -> None:
     plan.
 
     Under `max_minutes` (a cap, `plan` without "budget_minutes") it plans once a fit is measured, keeps each
-    section's epochs at most the config's, and changes nothing (config.json, plan.json, the log) while the
-    config's epochs fit.
+    section's epochs at most the config's, cuts the stage about to start last (`budget.fit_cap`), and changes
+    nothing (config.json, plan.json, the log) while the config's epochs fit.
     """
     from ssl_keras import budget, config as config_lib
 
@@ -360,7 +360,11 @@ def _fit_budget(run: Run, stages, plan: dict, before: str) -> None:
     minutes = plan["max_minutes"] if cap else plan["budget_minutes"]
     seconds = minutes * 60 - (clock.now() - clock.start_time)
     rates = {f.name: clock.rate_for(f) for f in left}
-    epochs = budget.fit_budget(left, plan["config_epochs"], seconds, rates, grow=not cap)
+    if cap:
+        starting = {f.name for f in budget.fits(run.cfg, plan["sizes"], (before,))}
+        epochs = budget.fit_cap(left, starting, plan["config_epochs"], seconds, rates)
+    else:
+        epochs = budget.fit_budget(left, plan["config_epochs"], seconds, rates)
     if cap and all(epochs[f.key] == f.epochs for f in left if f.key):  # the config's epochs fit: as given
         return
     if not epochs:

@@ -117,6 +117,37 @@ def test_a_cap_shrinks_a_run_that_would_be_late_and_never_grows_one_that_fits():
     assert budget.fit_budget(fits, {"a": 10, "b": 10}, 0.0, rates, grow=False) == {"a": 1, "b": 1}
 
 
+def test_a_cap_cuts_the_stage_about_to_start_last():
+    fits = [budget.Fit("a", "a", 10, 10, 10.0, 0.0), budget.Fit("b", "b", 10, 10, 10.0, 0.0),
+            budget.Fit("evaluate", None, 1, 0, 0, 100.0)]
+    rates = {"a": 100.0, "b": 50.0, "evaluate": 100.0}  # a: 1 s an epoch, b: 2 s, evaluate 1 s; the config 31 s
+    base = {"a": 10, "b": 10}
+    assert budget.fit_cap(fits, {"a"}, base, 31.0, rates) == base  # the config fits: as given
+    # 21 s: a keeps its 10 epochs (10 + 10 halved + 1 = 21 fits), b gets the 10 s left: 5 epochs. In proportion: 6, 7.
+    assert budget.fit_cap(fits, {"a"}, base, 21.0, rates) == {"a": 10, "b": 5}
+    assert budget.fit_budget(fits, base, 21.0, rates, grow=False) == {"a": 6, "b": 7}
+    # 16 s: even b at half does not make room for all of a: a gets its epochs of the halved plan (7 + 8 in 15 s),
+    # b the 8 s left (4 epochs). In proportion: 5, 5.
+    assert budget.fit_cap(fits, {"a"}, base, 16.0, rates) == {"a": 7, "b": 4}
+    assert budget.fit_cap(fits, {"a", "b"}, base, 16.0, rates) == budget.fit_budget(fits, base, 16.0, rates,
+                                                                                    grow=False)  # nothing after
+    assert budget.fit_cap(fits[1:], {"b"}, base, 16.0, rates) == {"b": 7}  # the last stage: as fit_budget
+
+
+def test_the_cap_keeps_quick_rotation_epochs_where_a_pessimistic_plan_cut_one():
+    # A run of quick (BENCHMARKS §6.3, round 22, `plr2x` seed 1): the cap scaled to 4.188 min, 212.6 s left after
+    # the baseline, which ran at 1,318 samples/s; the rotation task priced at 1.25x that. The proportional cut gave
+    # 4/43/7 epochs; the rotation task then ran at 1.8x the baseline, and the stages took 172 s of the cap's 251.
+    fits = [f for f in budget.fits(presets.quick(), dict(COUNTS, test=2924)) if f.name != "baseline"]
+    rates = {f.name: 1317.9 * (budget.PRETEXT_PACE if f.name == "pretext" else 1) for f in fits}
+    base = {"pretext": 5, "finetune": 46, "fixmatch.train": 8}
+    assert budget.fit_budget(fits, base, 212.6, rates, grow=False) == {"pretext": 4, "finetune": 43,
+                                                                       "fixmatch.train": 7}
+    epochs = budget.fit_cap(fits, {"pretext"}, base, 212.6, rates)
+    assert epochs["pretext"] == 5
+    assert sum((epochs[f.key] if f.key else 1) * f.epoch_cost / rates[f.name] for f in fits) <= 212.6
+
+
 @pytest.mark.parametrize("rates, base, match", [
     ({"a": 0.0}, {"a": 1}, "rate > 0"),
     ({}, {"a": 1}, "rate > 0"),
