@@ -35,8 +35,8 @@ all of P (capped at `per_class` a class), an upper bound.
 by its own steps once it is past its warm-up steps, then by its whole epochs (validation,
 checkpoints and all) after its first; its rest is its remaining samples at its own rate. A
 fit not yet started is its samples at the slowest rate measured so far among the fits that
-train the whole network (a frozen backbone's forward-only steps left out; the rotation task at
-`PRETEXT_PACE` = 1.25 times it, the least its bigger step has run at), or, before any fit
+train the whole network (a frozen backbone's forward-only steps left out; the rotation task, whose
+step is 4x bigger, at `PRETEXT_PACE` = 1.25 times it), or, before any fit
 is measured, the slowest probe's (`train.probe_rate`: the rotation model's step and the
 classifier's, alone, so optimistic by the validation and checkpoint time of the real stages).
 The slowest, not the most alike: stages differ in augmentation and data as much as in step
@@ -63,10 +63,10 @@ import os
 import time
 
 FORWARD = 1 / 3  # a forward pass, in training samples
-# The rotation task's samples/s over the baseline's, at the least: its step carries 4 x its batch in samples (one
-# decoded, augmented photo gives four), the baseline's one batch. Over the 250 runs kept in results/ (their
+# The rotation task's samples/s, until it is measured, over the slowest measured: its step carries 4 x its batch (one
+# decoded, augmented photo gives four), the baseline's one batch. Over the 262 runs kept in results/ (their
 # speed.json, `python research/rate_ratios.py results`) it ran at 1.30 to 3.4 times the baseline's rate (median
-# about 1.6; once 1.11, in a run beside other work), under a CPU quota (BENCHMARKS §6.5) at 1.4 to 1.57.
+# 1.66; once 1.11), under a CPU quota (BENCHMARKS §6.5) at 1.4 to 1.57.
 PRETEXT_PACE = 1.25
 RECALIBRATION_STEPS = 50  # `train.recalibrate_batchnorm`'s default
 PLAN_STAGES = ("baseline", "pretext", "finetune", "methods", "evaluate")  # the run's stages that have a cost here

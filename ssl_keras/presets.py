@@ -15,20 +15,23 @@ from ssl_keras.methods.self_training import SelfTrainingConfig
 
 
 def quick() -> Config:
-    """The first command, 32 px: 12.6-13.3 minutes measured on a slow 2-core CPU, at most 15 (its time cap).
+    """The first command, 32 px: 12.6-14.0 minutes measured on a slow 2-core CPU, at most 15 (its time cap).
 
     `python -m ssl_keras.run --preset quick --data-dir ../shared/data/dogs`
 
     The slow CPU is one whose float32 matmul reaches 50 GFLOP/s (the slowest seen). Measured (BENCHMARKS §6.5, seeds
     0-2): a 2-core AMD EPYC held by a CPU quota to a matmul of 45-51 GFLOP/s (`benchmarks/slow_cpu.sh 0.5`) ran the
-    command in 12.6-13.3 minutes, export excluded, and gained +6.3, +5.2, +4.7 points. Other times on it are
+    command in 12.6-13.3 minutes, export excluded, and gained +6.3, +5.2, +4.7 points; with the cap's rule of rounds
+    21-22, in an hour when it ran slower, 13.0-14.0 minutes and +5.8, +6.8, +3.4. Other times on it are
     projected from faster machines (a run's time x their matmul rate / 50): 11.7-12.9 slow minutes from a 2-core AMD
     EPYC (matmul 198-210 GFLOP/s, §6.3 rounds 16-17); a Xeon, whose training runs at a smaller share of its matmul
     rate, projected about 1.25x as much for `quick` before round 9. Hence `max_minutes=15`: once the baseline's
-    speed is measured, a run whose plan ends after 15 minutes gives the stages not yet begun fewer epochs, in these
-    proportions (never more: on a faster machine the epochs stay as given). The plan rates those stages at the
-    baseline's samples/s, the slowest, so it ends early: a cap of 14, scaled to this EPYC's speed, cut the rotation
-    task to 3 epochs in 2 of 3 seeds of runs that then took 11.5-13.0 projected minutes (§6.4).
+    speed is measured, a run whose plan ends after 15 minutes gives the stages not yet begun fewer epochs, the stage
+    about to start last (never more: on a faster machine the epochs stay as given). The plan rates those stages at
+    the baseline's samples/s, the slowest (the rotation task at 1.25x it), so it ends early: a cap of 14, scaled to
+    this EPYC's speed, cut the rotation task to 3 epochs in 2 of 3 seeds of runs that then took 11.5-13.0 projected
+    minutes (§6.4); at 15, cutting all in proportion took a rotation epoch in 3 of 12 runs that ended well inside it
+    (§6.3, rounds 21-22), hence `budget.fit_cap`.
     32 px kept the most gain of the workloads tried in 13 slow minutes (BENCHMARKS.md §6.1). Every stage runs a
     one-cycle schedule at 3x the default learning rate, and the labelled stages validate every 3rd epoch (and the
     last 5) (§6.3). Its training pipelines run without tf.data's autotuning (§6.3, round 4). Its backbone has 1.5x
@@ -47,6 +50,8 @@ def quick() -> Config:
     augmentation stays whole, so FixMatch fell under 40 % of the matmul rate (37 % in two slowed runs) for about
     half a slow minute. Rounds 19-20, not kept: SoftMatch's weight (`fixmatch.soft`, with or without `align`) and the
     strong augmentation at strength 0.25 or 1.0 validated within 0.3 points of FixMatch as it is (6 paired runs).
+    Rounds 21-22, not kept: the rotation task at 24 px for 9 epochs validated lower (36.9 against 37.7 %); at twice
+    its learning rate higher by 0.8 points in the 3 pairs the cap cut in neither (39.5 against 38.7 %): noise-sized.
     It scores every test photo (2,924 for ImageWoof; 100 a class before): on 1,000 photos one run's gain is known to
     about ±3 points (95 %) by the photos alone, on 2,924 to ±1.8; the same classifiers scored again on all 2,924
     (`research/full_test.py`, results/full_test) gained +5 or more in 11 of 12 runs against 8 of 12.
