@@ -51,7 +51,8 @@ def quick() -> Config:
     half a slow minute. Rounds 19-20, not kept: SoftMatch's weight (`fixmatch.soft`, with or without `align`) and the
     strong augmentation at strength 0.25 or 1.0 validated within 0.3 points of FixMatch as it is (6 paired runs).
     Rounds 21-22, not kept: the rotation task at 24 px for 9 epochs validated lower (36.9 against 37.7 %); at twice
-    its learning rate higher by 0.8 points in the 3 pairs the cap cut in neither (39.5 against 38.7 %): noise-sized.
+    its learning rate higher by 1.0 point in the 6 pairs the cap cut in neither (38.8 against 37.7 %, higher in 5;
+    round 23): a candidate, not adopted until the results it would change are re-made.
     It scores every test photo (2,924 for ImageWoof; 100 a class before): on 1,000 photos one run's gain is known to
     about ±3 points (95 %) by the photos alone, on 2,924 to ±1.8; the same classifiers scored again on all 2,924
     (`research/full_test.py`, results/full_test) gained +5 or more in 11 of 12 runs against 8 of 12.
