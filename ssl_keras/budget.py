@@ -64,7 +64,7 @@ import time
 
 FORWARD = 1 / 3  # a forward pass, in training samples
 # The rotation task's samples/s, until it is measured, over the slowest measured: its step carries 4 x its batch (one
-# decoded, augmented photo gives four), the baseline's one batch. Over the 262 runs kept in results/ (their
+# decoded, augmented photo gives four), the baseline's one batch. Over the 268 runs kept in results/ (their
 # speed.json, `python research/rate_ratios.py results`) it ran at 1.30 to 3.4 times the baseline's rate (median
 # 1.66; once 1.11), under a CPU quota (BENCHMARKS §6.5) at 1.4 to 1.57.
 PRETEXT_PACE = 1.25

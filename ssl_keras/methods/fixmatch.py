@@ -164,11 +164,11 @@ def build_trainer(classifier, model_cfg, image_size, num_classes, method_cfg, un
     return trainer, compile_args(method_cfg, num_classes, unlabelled_batch), rows
 
 
-def dataset(labelled, unlabelled, strong_ops: int, strong_factor: float, seed: int, rows: int | None = None):
+def dataset(labelled, unlabelled, strong_ops: int, strong_factor: float, seed: int, rows: int):
     """Endless trainer batches from endless labelled (x, y) batches and unlabelled x batches.
 
     Yields `({"labelled": x, "weak": w, "strong": s}, {"breed": y, "consistency": 0})`, the zeros as many as
-    the `consistency` output's `rows` (default: the unlabelled batch's).
+    the `consistency` output's `rows` (`build_trainer`'s).
     """
     import keras
     import tensorflow as tf
@@ -183,7 +183,7 @@ def dataset(labelled, unlabelled, strong_ops: int, strong_factor: float, seed: i
     def join(batch, u):
         x, y = batch
         inputs = {"labelled": x, "weak": weak(u, training=True), "strong": strong(u, training=True)}
-        return inputs, {"breed": y, "consistency": tf.zeros([rows] if rows else tf.shape(u)[:1])}
+        return inputs, {"breed": y, "consistency": tf.zeros([rows])}
 
     ds = tf.data.Dataset.zip((labelled, unlabelled)).map(join, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
