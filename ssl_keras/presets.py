@@ -22,7 +22,7 @@ def quick() -> Config:
     The slow CPU is one whose float32 matmul reaches 50 GFLOP/s (the slowest seen). Measured (BENCHMARKS §6.5, seeds
     0-2): a 2-core AMD EPYC held by a CPU quota to a matmul of 45-51 GFLOP/s (`benchmarks/slow_cpu.sh 0.5`) ran the
     command in 12.6-13.3 minutes, export excluded, and gained +6.3, +5.2, +4.7 points; with the cap's rule of rounds
-    21-22, in an hour when it ran slower, 13.0-14.0 minutes and +5.8, +6.8, +3.4. Other times on it are
+    21-22, in an hour when it ran slower (matmul 44-50), 13.0-14.0 minutes and +5.8, +6.8, +3.4. Other times on it are
     projected from faster machines (a run's time x their matmul rate / 50): 11.7-12.9 slow minutes from a 2-core AMD
     EPYC (matmul 198-210 GFLOP/s, §6.3 rounds 16-17); a Xeon, whose training runs at a smaller share of its matmul
     rate, projected about 1.25x as much for `quick` before round 9. Hence `max_minutes=15`: once the baseline's
