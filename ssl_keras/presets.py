@@ -66,7 +66,7 @@ def quick() -> Config:
         data=DataConfig(image_size=32, max_unlabelled=10000, val_per_class=50),
         model=ModelConfig(filters=(24, 48, 96, 192)),
         baseline=StageConfig(epochs=41, **fast, validate_every=3),
-        pretext=StageConfig(epochs=5, translate=0.0, zoom=0.0, **fast),
+        pretext=StageConfig(epochs=5, translate=0.0, zoom=0.0, **dict(fast, learning_rate=6e-3)),
         finetune=StageConfig(epochs=46, **fast, validate_every=3),
         also_frozen=False,
         method=("pretrain", "fixmatch"),
