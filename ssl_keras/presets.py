@@ -34,9 +34,10 @@ def quick() -> Config:
     minutes (§6.4); at 15, cutting all in proportion took a rotation epoch in 3 of 12 runs that ended well inside it
     (§6.3, rounds 21-22), hence `budget.fit_cap`.
     32 px kept the most gain of the workloads tried in 13 slow minutes (BENCHMARKS.md §6.1). Every stage runs a
-    one-cycle schedule at 3x the default learning rate, and the labelled stages validate every 3rd epoch (and the
-    last 5) (§6.3). Its training pipelines run without tf.data's autotuning (§6.3, round 4). Its backbone has 1.5x
-    the default channels (24-192, 245k parameters), chosen side by side on a 2-core Intel Xeon (rounds 5 to 7).
+    one-cycle schedule at 3x the default learning rate (the rotation task at 6x since round 23), and the labelled
+    stages validate every 3rd epoch (and the last 5) (§6.3). Its training pipelines run without tf.data's
+    autotuning (§6.3, round 4). Its backbone has 1.5x the default channels (24-192, 245k parameters), chosen side
+    by side on a 2-core Intel Xeon (rounds 5 to 7).
     It skips the all-frozen comparison (never shipped; `--set also_frozen=true` brings it back; round 9). Epochs
     41/5/46/8 (baseline, rotation task, fine-tuning, FixMatch): rounds 10 and 11 of §6.3 gave the minutes round 9
     left to one more rotation epoch and two more FixMatch epochs; validation of the shipped 37.8 against 35.6 %
