@@ -1,6 +1,6 @@
 #!/bin/bash
 # A round of FixMatch variants, interleaved: for each of quick's six finished runs (results/quick's,
-# models/results-quick, then BENCHMARKS §6.5's under the quota, models/slow50), every variant in turn is trained
+# models/results-quick, then BENCHMARKS §6.5's under the quota, $SLOW_BASE or models/slow50), every variant in turn is trained
 # by `fixmatch_variants.sh` on that run (its baseline, rotation model and fine-tuned classifier copied), so the
 # variants of a pair share their base run and their hour. Appends the script's lines to OUT/runs.log and keeps
 # each run's FixMatch stage.json and history.csv in OUT/NAME-TAG/seedS (TAG: q or s), for
@@ -13,7 +13,7 @@ set -e
 out=$1; shift
 mkdir -p $out
 for tag in q s; do
-  base=models/results-quick; [ $tag = s ] && base=models/slow50
+  base=models/results-quick; [ $tag = s ] && base=${SLOW_BASE:-models/slow50}
   for seed in 0 1 2; do
     for v in "$@"; do
       name=${v%%|*}-$tag
