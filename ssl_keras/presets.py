@@ -15,7 +15,7 @@ from ssl_keras.methods.self_training import SelfTrainingConfig
 
 
 def quick() -> Config:
-    """The first command, 32 px: 12.6-14.0 minutes measured on a slow 2-core CPU, at most 15 (its time cap).
+    """The first command, 32 px: 11.9-14.0 minutes measured on a slow 2-core CPU, at most 15 (its time cap).
 
     `python -m ssl_keras.run --preset quick --data-dir ../shared/data/dogs`
 
@@ -23,7 +23,8 @@ def quick() -> Config:
     0-2): a 2-core AMD EPYC held by a CPU quota to a matmul of 45-51 GFLOP/s (`benchmarks/slow_cpu.sh 0.5`) ran the
     command in 12.6-13.3 minutes, export excluded, and gained +6.3, +5.2, +4.7 points; with the cap's rule of rounds
     21-22, in an hour when it ran slower (matmul 44-50), 13.0-14.0 minutes and +5.8, +6.8, +3.4; as it stands (the
-    rotation task's learning rate x2, matmul 42-49), 13.5-13.7 minutes and +5.5, +6.5, +4.1. Other times on it are
+    rotation task's learning rate x2, matmul 42-49), 13.5-13.7 minutes and +5.5, +6.5, +4.1; again (a fresh clone's
+    seed 0, then seeds 1-2; matmul 48-52), 12.6, 12.3, 11.9 minutes and +6.7, +4.7, +6.8. Other times on it are
     projected from faster machines (a run's time x their matmul rate / 50): 11.7-12.9 slow minutes from a 2-core AMD
     EPYC (matmul 198-210 GFLOP/s, §6.3 rounds 16-17); a Xeon, whose training runs at a smaller share of its matmul
     rate, projected about 1.25x as much for `quick` before round 9. Hence `max_minutes=15`: once the baseline's
@@ -54,7 +55,9 @@ def quick() -> Config:
     strong augmentation at strength 0.25 or 1.0 validated within 0.3 points of FixMatch as it is (6 paired runs).
     Rounds 21-22, not kept: the rotation task at 24 px for 9 epochs validated lower (36.9 against 37.7 %). Kept
     (rounds 21-23): the rotation task at twice the learning rate (6e-3), higher by 1.0 point in the 6 pairs the cap
-    cut in neither (38.8 against 37.7 %, higher in 5), the rotation task learnt better in all 6.
+    cut in neither (38.8 against 37.7 %, higher in 5), the rotation task learnt better in all 6. Rounds 24-26, not
+    kept: the rotation task at 1.2e-2 (36.3 against 38.9 %), fine-tuning at 6e-3 or with no frozen block (lower
+    teachers in 6 of 6 pairs), FixMatch at 1.8e-3 (36.9 against 36.7 % on six fixed teachers).
     It scores every test photo (2,924 for ImageWoof; 100 a class before): on 1,000 photos one run's gain is known to
     about ±3 points (95 %) by the photos alone, on 2,924 to ±1.8; the same classifiers scored again on all 2,924
     (`research/full_test.py`, results/full_test) gained +5 or more in 11 of 12 runs against 8 of 12.
