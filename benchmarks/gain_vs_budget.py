@@ -27,6 +27,7 @@ own (capped) test photos, into `table_all_test.md`.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import statistics
@@ -202,12 +203,12 @@ def plot(args, rows_by_case) -> None:
         ys = [statistics.mean(100 * (r["shipped"] - r["baseline"]) for r in rows) for rows in cases_]
         label = f"`{args.preset}` --budget" + (" " + " ".join(values) if values else "") + " (mean; dots: seeds)"
         ax.plot(xs, ys, "-o", color=color, label=label)
-    for name, rows in rows_by_case.items():
-        if not rows[0]["budget_slow_min"]:
-            gains = [100 * (r["shipped"] - r["baseline"]) for r in rows]
-            x = statistics.mean(r["projected_slow_min"] for r in rows)
-            ax.plot([x] * len(gains), gains, "s", color="tab:orange", alpha=0.35)
-            ax.plot([x], [statistics.mean(gains)], "s", color="tab:orange", label=f"{name} (no budget)")
+    fixed = [(name, rows) for name, rows in rows_by_case.items() if not rows[0]["budget_slow_min"]]
+    for (name, rows), marker in zip(fixed, itertools.cycle("sD^vPX")):  # one marker a case, all orange
+        gains = [100 * (r["shipped"] - r["baseline"]) for r in rows]
+        x = statistics.mean(r["projected_slow_min"] for r in rows)
+        ax.plot([x] * len(gains), gains, marker, color="tab:orange", alpha=0.35)
+        ax.plot([x], [statistics.mean(gains)], marker, color="tab:orange", label=f"{name} (no budget)")
     ax.axhline(5, color="grey", lw=0.8, ls="--")
     ax.set_xlabel(f"whole run, minutes on a {args.slow_gflops:g} GFLOP/s 2-core CPU (projected)")
     photos = next(iter(rows_by_case.values()))[0].get("photos") if args.test_scores else None
